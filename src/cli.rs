@@ -1,0 +1,211 @@
+//! The command line: flags (each also an environment variable) → validated [`Config`].
+//!
+//! Owns flag names, defaults, help text and validation. Everything after start-up works from
+//! [`Config`], never from the raw flags.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::Config;
+use crate::aggregate::AggregatorConfig;
+use crate::input::stdin::DEFAULT_MAX_LINE_BYTES;
+use crate::sampling::{RateOverride, SamplingPolicy};
+
+/// Whether to read goflow2 JSON lines from stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StdinMode {
+    /// Read stdin when it is a pipe or a file, not when it is a terminal.
+    Auto,
+    On,
+    Off,
+}
+
+/// Turns NetFlow/IPFIX flows into Prometheus metrics.
+///
+/// Reads goflow2's JSON lines on stdin (`goflow2 -listen netflow://:2055 | goflow2-exporter`)
+/// and serves flows, bytes and packets per sampler, protocol and address, scaled by the sampling
+/// rate, on /metrics. Every flag can also be set through the environment variable shown.
+#[derive(Debug, Parser)]
+#[command(name = "goflow2-exporter", version, about, long_about)]
+pub struct Cli {
+    /// Read goflow2 JSON lines from stdin: auto reads it when it is not a terminal.
+    #[arg(long, value_enum, default_value_t = StdinMode::Auto, env = "GOFLOW2_EXPORTER_STDIN")]
+    pub stdin: StdinMode,
+
+    /// Native NetFlow/IPFIX collector, e.g. netflow://0.0.0.0:2055 (repeatable). Reserved: the
+    /// native collector is not in this version yet.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "GOFLOW2_EXPORTER_LISTEN",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
+
+    /// Address to serve /metrics and /healthz on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:9090",
+        env = "GOFLOW2_EXPORTER_METRICS_ADDR"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// Exit (status 0) once stdin reaches end of file and everything read is counted, instead of
+    /// serving until SIGINT/SIGTERM.
+    #[arg(
+        long,
+        env = "GOFLOW2_EXPORTER_EXIT_ON_EOF",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub exit_on_eof: bool,
+
+    /// Sampling rate (1 in N) for flows whose rate is unknown (0).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..),
+        env = "GOFLOW2_EXPORTER_SAMPLING_RATE_DEFAULT"
+    )]
+    pub sampling_rate_default: u64,
+
+    /// Sampling rate for samplers in a network, winning over the rate the flow carries, e.g.
+    /// 192.0.2.0/24=512 (repeatable; comma-separated in the environment variable). The most
+    /// specific network wins.
+    #[arg(
+        long,
+        value_name = "CIDR=N",
+        env = "GOFLOW2_EXPORTER_SAMPLING_RATE_OVERRIDE",
+        value_delimiter = ','
+    )]
+    pub sampling_rate_override: Vec<RateOverride>,
+
+    /// A flow key (src/dst address, ports, protocol) counts in goflow_active_flows for this long
+    /// after it was last received, e.g. 60s, 5m.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_window,
+        env = "GOFLOW2_EXPORTER_ACTIVE_WINDOW"
+    )]
+    pub active_window: Duration,
+
+    /// Cap on the flow keys tracked for goflow_active_flows, all samplers together; flows beyond
+    /// it are counted in goflow_active_flows_overflow_total.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        env = "GOFLOW2_EXPORTER_ACTIVE_FLOWS_MAX"
+    )]
+    pub active_flows_max: usize,
+
+    /// Longest stdin line accepted, in bytes; longer lines are counted as line_too_long and
+    /// skipped without being buffered whole.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_LINE_BYTES,
+        value_parser = parse_max_line,
+        env = "GOFLOW2_EXPORTER_MAX_LINE_BYTES"
+    )]
+    pub max_line_bytes: usize,
+}
+
+fn parse_max_line(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (2..=1 << 30).contains(&n) => Ok(n),
+        _ => Err("must be a whole number of bytes from 2 to 1073741824".into()),
+    }
+}
+
+fn parse_window(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 60s or 5m)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+impl Cli {
+    /// Validates the flags into a [`Config`]. The error is a sentence for the user.
+    pub fn into_config(self) -> Result<Config, String> {
+        if !self.listen.is_empty() {
+            return Err(format!(
+                "--listen {} : the native NetFlow/IPFIX collector is not available in this version; \
+                 pipe goflow2's JSON output into stdin instead",
+                self.listen.join(",")
+            ));
+        }
+        let read_stdin = match self.stdin {
+            StdinMode::On => true,
+            StdinMode::Off => false,
+            StdinMode::Auto => !std::io::stdin().is_terminal(),
+        };
+        Ok(Config {
+            read_stdin,
+            metrics_addr: self.metrics_addr,
+            exit_on_eof: self.exit_on_eof,
+            max_line_bytes: self.max_line_bytes,
+            aggregator: AggregatorConfig {
+                sampling: SamplingPolicy::new(
+                    self.sampling_rate_default,
+                    self.sampling_rate_override,
+                ),
+                active_window_secs: self.active_window.as_secs(),
+                active_max_keys: self.active_flows_max,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_repeated_overrides_and_durations() {
+        let cli = Cli::try_parse_from([
+            "goflow2-exporter",
+            "--sampling-rate-override",
+            "192.0.2.0/24=512",
+            "--sampling-rate-override",
+            "2001:db8::/32=64,198.51.100.7=2",
+            "--active-window",
+            "5m",
+        ])
+        .unwrap();
+        assert_eq!(cli.sampling_rate_override.len(), 3);
+        assert_eq!(cli.active_window, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for args in [
+            &["--sampling-rate-default", "0"][..],
+            &["--sampling-rate-override", "192.0.2.0/24"],
+            &["--active-window", "0s"],
+            &["--active-window", "soon"],
+            &["--metrics-addr", "localhost"],
+            &["--stdin", "maybe"],
+        ] {
+            let argv = std::iter::once("goflow2-exporter").chain(args.iter().copied());
+            assert!(
+                Cli::try_parse_from(argv).is_err(),
+                "{args:?} must be rejected"
+            );
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Pure decoders: bytes in, [`Flow`](crate::flow::Flow) records or a bounded error out.
+//!
+//! Nothing here touches sockets, clocks or metrics, so every decoder is unit-tested (and fuzzed)
+//! directly. The inputs in [`crate::input`] do the I/O and call into this module.
+
+pub mod goflow_json;
+
+/// Why an input could not be turned into flows: the closed set of `error_type` label values of
+/// `goflow_parse_errors_total`. Every value is created at 0 on start-up, so alerts see the series
+/// before the first error; new values are added here and in the README together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// stdin: a line longer than `--max-line-bytes`; it is skipped without being buffered whole.
+    LineTooLong,
+    /// stdin: a line that is not valid UTF-8.
+    InvalidUtf8,
+    /// stdin: not JSON, truncated JSON, or a JSON value that is not an object.
+    InvalidJson,
+    /// stdin: a JSON object with a value of the wrong type or out of range (e.g. `"bytes":-1`,
+    /// `"src_port":70000`, an address that is not an IP address).
+    InvalidField,
+}
+
+impl ErrorType {
+    pub const ALL: [ErrorType; 4] = [
+        ErrorType::LineTooLong,
+        ErrorType::InvalidUtf8,
+        ErrorType::InvalidJson,
+        ErrorType::InvalidField,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::LineTooLong => "line_too_long",
+            ErrorType::InvalidUtf8 => "invalid_utf8",
+            ErrorType::InvalidJson => "invalid_json",
+            ErrorType::InvalidField => "invalid_field",
+        }
+    }
+
+    /// Dense index for per-batch error tallies (`[u64; ErrorType::ALL.len()]`).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}

@@ -1,0 +1,122 @@
+//! The flow record: the one value every input produces and the aggregator consumes.
+//!
+//! Both inputs (goflow2 JSON on stdin, native NetFlow/IPFIX over UDP) normalize into [`Flow`].
+//! It is a plain `Copy` value with no heap data, so decoding a flow never allocates and batches
+//! of flows can live in a reused `Vec`.
+
+use std::net::IpAddr;
+
+/// The kind of export a flow came from, rendered as goflow2's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FlowType {
+    NetflowV5,
+    NetflowV9,
+    Ipfix,
+    Sflow5,
+    /// A `type` we do not know (a `-mapping` file can render anything): kept, not dropped.
+    #[default]
+    Unknown,
+}
+
+impl FlowType {
+    /// Every variant, in label order (used to pre-create and to test label sets).
+    pub const ALL: [FlowType; 5] = [
+        FlowType::NetflowV5,
+        FlowType::NetflowV9,
+        FlowType::Ipfix,
+        FlowType::Sflow5,
+        FlowType::Unknown,
+    ];
+
+    /// The `flow_type` label value: goflow2's rendering of `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowType::NetflowV5 => "NETFLOW_V5",
+            FlowType::NetflowV9 => "NETFLOW_V9",
+            FlowType::Ipfix => "IPFIX",
+            FlowType::Sflow5 => "SFLOW_5",
+            FlowType::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Parses goflow2's `type` rendering; anything else is [`FlowType::Unknown`].
+    pub fn from_goflow(s: &str) -> FlowType {
+        match s {
+            "NETFLOW_V5" => FlowType::NetflowV5,
+            "NETFLOW_V9" => FlowType::NetflowV9,
+            "IPFIX" => FlowType::Ipfix,
+            "SFLOW_5" => FlowType::Sflow5,
+            _ => FlowType::Unknown,
+        }
+    }
+}
+
+/// One flow, normalized. Counters are raw (unscaled): sampling correction happens in aggregation,
+/// where per-sampler overrides are known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flow {
+    pub flow_type: FlowType,
+    /// The router that exported the flow (NetFlow/IPFIX: the datagram's source IP, IPv4-mapped
+    /// form unwrapped; sFlow: the agent address). `None` when unknown.
+    pub sampler: Option<IpAddr>,
+    pub src_addr: Option<IpAddr>,
+    pub dst_addr: Option<IpAddr>,
+    /// IP protocol number; `None` when unknown.
+    pub proto: Option<u8>,
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// Raw byte counter as exported (not multiplied by the sampling rate).
+    pub bytes: u64,
+    /// Raw packet counter as exported.
+    pub packets: u64,
+    /// Sampling rate carried by the flow: 1 in N packets. 0 means unknown.
+    pub sampling_rate: u64,
+    /// Flow start and end, Unix time in nanoseconds (0 when unknown).
+    pub time_flow_start_ns: u64,
+    pub time_flow_end_ns: u64,
+    /// When the collector received the flow, Unix time in nanoseconds (0 when unknown).
+    pub time_received_ns: u64,
+    pub in_if: u32,
+    pub out_if: u32,
+    pub tcp_flags: u16,
+    /// NetFlow v9 source id / IPFIX observation domain id (0 when absent).
+    pub observation_domain: u32,
+}
+
+/// Unwraps an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) to plain IPv4, as goflow2 shows
+/// sampler addresses. Other addresses are returned unchanged.
+pub fn unmap_v4(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_type_round_trips() {
+        for t in FlowType::ALL {
+            if t != FlowType::Unknown {
+                assert_eq!(FlowType::from_goflow(t.as_str()), t);
+            }
+        }
+        assert_eq!(FlowType::from_goflow("NETFLOW_V7"), FlowType::Unknown);
+    }
+
+    #[test]
+    fn unmaps_only_v4_mapped() {
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(unmap_v4(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(unmap_v4(v6), v6);
+        // IPv4-compatible (deprecated ::a.b.c.d) is not IPv4-mapped and stays IPv6.
+        let compat: IpAddr = "::192.0.2.1".parse().unwrap();
+        assert_eq!(unmap_v4(compat), compat);
+    }
+}

@@ -1,0 +1,256 @@
+//! Shared helpers of the integration tests: start the real binary, scrape its real `/metrics`
+//! over TCP, and parse the exposition into a map `"name{labels}" → value`.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub type MetricMap = BTreeMap<String, f64>;
+
+/// Set by `.ci/run`: tests that would skip for a missing tool or missing `../shared` fail instead.
+pub fn strict() -> bool {
+    std::env::var_os("GOFLOW2_EXPORTER_STRICT_TESTS").is_some_and(|v| v == "1")
+}
+
+/// Skips (returns `false` after a notice) or, in strict mode, fails when `what` is unavailable.
+pub fn available(ok: bool, what: &str) -> bool {
+    if !ok {
+        assert!(
+            !strict(),
+            "{what} is required (GOFLOW2_EXPORTER_STRICT_TESTS=1)"
+        );
+        eprintln!("NOTICE: skipping: {what} is not available");
+    }
+    ok
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// `../shared` next to the project, when present.
+pub fn shared_dir() -> Option<PathBuf> {
+    let p = repo_path("../shared");
+    p.is_dir().then_some(p)
+}
+
+/// A running exporter process, killed on drop.
+pub struct Exporter {
+    pub child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Exporter {
+    /// Starts the binary with `args` plus `--metrics-addr 127.0.0.1:0`, stdin piped, and waits for
+    /// it to log the address it serves on.
+    pub fn start(args: &[&str]) -> Exporter {
+        Self::start_with(args, Stdio::piped())
+    }
+
+    pub fn start_with(args: &[&str], stdin: Stdio) -> Exporter {
+        Self::start_env(args, &[], stdin)
+    }
+
+    /// Like [`Exporter::start_with`], with extra environment variables for the child.
+    pub fn start_env(args: &[&str], envs: &[(&str, &str)], stdin: Stdio) -> Exporter {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .args(args)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary starts");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("serving metrics on http://").nth(1) {
+                    let addr = rest.split('/').next().unwrap_or_default().to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(a) => a.parse().expect("logged address parses"),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("exporter did not start; logs:\n{}", logs.lock().unwrap());
+            }
+        };
+        Exporter { child, addr, logs }
+    }
+
+    pub fn stdin(&mut self) -> &mut ChildStdin {
+        self.child.stdin.as_mut().expect("stdin is piped")
+    }
+
+    /// Writes `data` to the exporter's stdin and closes it.
+    pub fn feed_and_close(&mut self, data: &[u8]) {
+        let mut stdin = self.child.stdin.take().expect("stdin is piped");
+        stdin.write_all(data).expect("write stdin");
+        drop(stdin);
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn scrape(&self) -> MetricMap {
+        parse_exposition(&self.scrape_text())
+    }
+
+    pub fn scrape_text(&self) -> String {
+        http_get(self.addr, "/metrics").1
+    }
+
+    /// Scrapes until `done` holds (or panics after `timeout`), returning the last map.
+    pub fn scrape_until(&self, timeout: Duration, done: impl Fn(&MetricMap) -> bool) -> MetricMap {
+        let start = Instant::now();
+        loop {
+            let m = self.scrape();
+            if done(&m) {
+                return m;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "condition not reached within {timeout:?}; last scrape:\n{m:#?}\nlogs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Peak resident set size of the process (VmHWM), from /proc.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM present")
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET: returns (status code, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let raw = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, body.to_string())
+}
+
+/// Parses Prometheus text exposition into `"name{k="v",...}" → value`, labels sorted by name so
+/// that the map does not depend on the renderer's label order.
+pub fn parse_exposition(text: &str) -> MetricMap {
+    let mut map = MetricMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample line has a value");
+        let value: f64 = value.parse().expect("numeric value");
+        let key = match series.split_once('{') {
+            None => series.to_string(),
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').expect("closing brace");
+                let mut pairs = split_labels(labels);
+                pairs.sort();
+                format!("{name}{{{}}}", pairs.join(","))
+            }
+        };
+        assert!(
+            map.insert(key.clone(), value).is_none(),
+            "duplicate series {key}"
+        );
+    }
+    map
+}
+
+/// Splits `a="x",b="y"` at commas outside quotes.
+fn split_labels(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in s.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Only the series of families whose name starts with `prefix`.
+pub fn family(map: &MetricMap, prefix: &str) -> MetricMap {
+    map.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}

@@ -1,0 +1,222 @@
+//! Process lifecycle: signals, `--exit-on-eof`, start-up errors, visibility latency, routes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Exporter, http_get};
+
+const LINE: &str = r#"{"type":"NETFLOW_V9","sampler_address":"192.0.2.9","sampling_rate":1,"bytes":1000,"packets":2,"src_addr":"10.0.0.1","dst_addr":"10.0.0.2","proto":"TCP","src_port":1000,"dst_port":443}"#;
+
+#[test]
+fn sigterm_during_a_stream_exits_0_within_2s() {
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    // Keep a writer streaming lines until the pipe breaks.
+    let mut stdin = exporter.child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut written = 0u64;
+        while writeln!(stdin, "{LINE}").is_ok() {
+            written += 1;
+        }
+        written
+    });
+    exporter.scrape_until(Duration::from_secs(10), |m| {
+        m.get("goflow_stdin_lines_total")
+            .is_some_and(|n| *n > 1000.0)
+    });
+    let start = Instant::now();
+    exporter.signal("TERM");
+    let status = exporter
+        .wait_timeout(Duration::from_secs(2))
+        .expect("exited within 2 s of SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(writer.join().unwrap() > 1000);
+    let logs = exporter.logs();
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[test]
+fn sigint_exits_0() {
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    exporter.signal("INT");
+    let status = exporter
+        .wait_timeout(Duration::from_secs(2))
+        .expect("exits");
+    assert!(status.success());
+}
+
+#[test]
+fn exit_on_eof_exits_0_after_the_last_line_counts() {
+    let mut exporter = Exporter::start(&["--stdin", "on", "--exit-on-eof"]);
+    let mut data = String::new();
+    for _ in 0..5000 {
+        data.push_str(LINE);
+        data.push('\n');
+    }
+    exporter.feed_and_close(data.as_bytes());
+    let status = exporter
+        .wait_timeout(Duration::from_secs(10))
+        .expect("exits after EOF");
+    assert!(status.success(), "exit status {status:?}");
+    let logs = exporter.logs();
+    assert!(
+        logs.contains("lines=5000") && logs.contains("flows=5000") && logs.contains("errors=0"),
+        "the EOF summary must count every line:\n{logs}"
+    );
+}
+
+#[test]
+fn exit_on_eof_from_the_environment() {
+    for value in ["1", "true", "yes"] {
+        let mut exporter = Exporter::start_env(
+            &["--stdin", "on"],
+            &[("GOFLOW2_EXPORTER_EXIT_ON_EOF", value)],
+            Stdio::piped(),
+        );
+        exporter.feed_and_close(format!("{LINE}\n").as_bytes());
+        let status = exporter.wait_timeout(Duration::from_secs(5));
+        assert!(status.is_some_and(|s| s.success()), "EXIT_ON_EOF={value}");
+    }
+}
+
+#[test]
+fn without_exit_on_eof_it_keeps_serving_after_eof() {
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    exporter.feed_and_close(format!("{LINE}\n").as_bytes());
+    exporter.scrape_until(Duration::from_secs(5), |m| {
+        m.get("goflow_stdin_lines_total") == Some(&1.0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(exporter.child.try_wait().unwrap().is_none());
+    assert!(exporter.logs().contains("stdin reached end of file"));
+}
+
+#[test]
+fn a_flow_is_visible_within_1s_of_being_read() {
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    writeln!(exporter.stdin(), "{LINE}").unwrap();
+    exporter.stdin().flush().unwrap();
+    let start = Instant::now();
+    exporter.scrape_until(Duration::from_secs(1), |m| {
+        m.get(r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.1"}"#) == Some(&1000.0)
+    });
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn metrics_port_in_use_is_a_clear_error_and_exit_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+        .args(["--metrics-addr", &addr, "--stdin", "off"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen for /metrics on {addr}")) && err.contains("in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_configuration_is_a_clear_error_and_nonzero_exit() {
+    for (args, needle) in [
+        (
+            &["--sampling-rate-default", "0"][..],
+            "sampling-rate-default",
+        ),
+        (&["--sampling-rate-override", "10.0.0.0/8"], "CIDR=RATE"),
+        (&["--active-window", "never"], "active-window"),
+        (&["--metrics-addr", "nowhere"], "metrics-addr"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn environment_variables_configure_flags() {
+    // A rate-0 flow is scaled by the default (7); an override from a comma-separated list wins.
+    let mut exporter = Exporter::start_env(
+        &[],
+        &[
+            ("GOFLOW2_EXPORTER_STDIN", "on"),
+            ("GOFLOW2_EXPORTER_SAMPLING_RATE_DEFAULT", "7"),
+            (
+                "GOFLOW2_EXPORTER_SAMPLING_RATE_OVERRIDE",
+                "192.0.2.0/24=3,198.51.100.0/24=5",
+            ),
+        ],
+        Stdio::piped(),
+    );
+    writeln!(
+        exporter.stdin(),
+        r#"{{"type":"IPFIX","sampler_address":"198.51.100.1","sampling_rate":0,"bytes":10,"packets":1}}"#
+    )
+    .unwrap();
+    writeln!(
+        exporter.stdin(),
+        r#"{{"type":"IPFIX","sampler_address":"203.0.113.1","sampling_rate":0,"bytes":10,"packets":1}}"#
+    )
+    .unwrap();
+    exporter.stdin().flush().unwrap();
+    exporter.scrape_until(Duration::from_secs(5), |m| {
+        m.get(r#"goflow_bytes_by_sampler_total{sampler_address="203.0.113.1"}"#) == Some(&70.0)
+            && m.get(r#"goflow_bytes_by_sampler_total{sampler_address="198.51.100.1"}"#)
+                == Some(&50.0)
+    });
+}
+
+#[test]
+fn routes() {
+    let exporter = Exporter::start(&["--stdin", "off"]);
+    assert_eq!(
+        http_get(exporter.addr, "/healthz"),
+        (200, "ok\n".to_string())
+    );
+    assert_eq!(http_get(exporter.addr, "/nope").0, 404);
+    let (code, body) = http_get(exporter.addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(r#"goflow_parse_errors_total{error_type="invalid_json"} 0"#),
+        "{body}"
+    );
+}
+
+#[test]
+fn help_lists_every_flag_with_its_environment_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "stdin",
+        "listen",
+        "metrics-addr",
+        "exit-on-eof",
+        "sampling-rate-default",
+        "sampling-rate-override",
+        "active-window",
+        "active-flows-max",
+        "max-line-bytes",
+    ] {
+        assert!(
+            help.contains(&format!("--{flag}")),
+            "--{flag} missing from --help"
+        );
+        let env = format!("GOFLOW2_EXPORTER_{}", flag.to_uppercase().replace('-', "_"));
+        assert!(help.contains(&env), "{env} missing from --help");
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real binary, real pipes, real TCP scrapes. One test binary, one module
+//! per topic.
+
+mod common;
+mod lifecycle;
+mod promtool;
+mod stdin_golden;
+mod stdin_malformed;
+mod stdin_samples;

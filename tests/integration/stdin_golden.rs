@@ -1,0 +1,184 @@
+//! Golden end-to-end test of the stdin path: `testdata/golden.jsonl` piped in, the whole scrape
+//! compared with a map written by hand (see `testdata/README.md` for the arithmetic).
+
+use std::time::Duration;
+
+use crate::common::{Exporter, MetricMap, repo_path};
+
+fn expected() -> MetricMap {
+    let input_len = std::fs::metadata(repo_path("testdata/golden.jsonl"))
+        .unwrap()
+        .len() as f64;
+    let mut m = MetricMap::new();
+    let mut put = |k: &str, v: f64| {
+        assert!(
+            m.insert(k.to_string(), v).is_none(),
+            "{k} twice in the expectation"
+        );
+    };
+    // Per sampler and flow type. Rates: 192.0.2.1 x100 (header), 192.0.2.2 x2 (unknown -> the
+    // default 2) / x1 / x3, 198.51.100.7 x4 (override wins over 1000 and 0), 2001:db8::ff x1.
+    for (labels, flows, bytes, packets) in [
+        (
+            r#"flow_type="NETFLOW_V5",sampler_address="192.0.2.1""#,
+            2.0,
+            530_000.0,
+            1_300.0,
+        ),
+        (
+            r#"flow_type="NETFLOW_V9",sampler_address="192.0.2.2""#,
+            6.0,
+            3_705.0,
+            16.0,
+        ),
+        (
+            r#"flow_type="IPFIX",sampler_address="198.51.100.7""#,
+            2.0,
+            4_160.0,
+            24.0,
+        ),
+        (
+            r#"flow_type="SFLOW_5",sampler_address="2001:db8::ff""#,
+            1.0,
+            1_500.0,
+            1.0,
+        ),
+    ] {
+        put(&format!("goflow_flows_total{{{labels}}}"), flows);
+        put(&format!("goflow_bytes_total{{{labels}}}"), bytes);
+        put(&format!("goflow_packets_total{{{labels}}}"), packets);
+        let sampler = labels.split(',').nth(1).unwrap();
+        put(
+            &format!("goflow_flows_by_sampler_total{{{sampler}}}"),
+            flows,
+        );
+        put(
+            &format!("goflow_bytes_by_sampler_total{{{sampler}}}"),
+            bytes,
+        );
+        put(
+            &format!("goflow_packets_by_sampler_total{{{sampler}}}"),
+            packets,
+        );
+    }
+    for (proto, flows, bytes, packets) in [
+        ("TCP", 3.0, 504_500.0, 1_005.0),
+        ("UDP", 4.0, 30_620.0, 308.0),
+        ("ICMP", 1.0, 64.0, 1.0),
+        ("IPv6-ICMP", 1.0, 4_000.0, 20.0),
+        ("GRE", 1.0, 160.0, 4.0),
+        ("unknown", 1.0, 21.0, 3.0),
+    ] {
+        put(
+            &format!(r#"goflow_flows_by_protocol_total{{protocol="{proto}"}}"#),
+            flows,
+        );
+        put(
+            &format!(r#"goflow_bytes_by_protocol_total{{protocol="{proto}"}}"#),
+            bytes,
+        );
+        put(
+            &format!(r#"goflow_packets_by_protocol_total{{protocol="{proto}"}}"#),
+            packets,
+        );
+    }
+    for (addr, flows, bytes) in [
+        ("192.168.88.10", 1.0, 500_000.0),
+        ("192.168.88.11", 1.0, 30_000.0),
+        ("10.0.0.1", 3.0, 3_600.0),
+        ("10.0.0.2", 1.0, 64.0),
+        ("2001:db8::1", 2.0, 5_500.0),
+        ("203.0.113.5", 1.0, 160.0),
+        ("10.0.0.9", 1.0, 20.0),
+        ("unknown", 1.0, 21.0),
+    ] {
+        put(
+            &format!(r#"goflow_flows_by_src_addr_total{{src_addr="{addr}"}}"#),
+            flows,
+        );
+        put(
+            &format!(r#"goflow_bytes_by_src_addr_total{{src_addr="{addr}"}}"#),
+            bytes,
+        );
+    }
+    for (addr, flows, bytes) in [
+        ("1.1.1.1", 2.0, 530_000.0),
+        ("10.0.0.2", 1.0, 3_000.0),
+        ("10.0.0.1", 2.0, 84.0),
+        ("2001:db8::2", 1.0, 4_000.0),
+        ("unknown", 2.0, 181.0),
+        ("2001:db8::3", 1.0, 1_500.0),
+        ("10.0.0.3", 2.0, 600.0),
+    ] {
+        put(
+            &format!(r#"goflow_flows_by_dst_addr_total{{dst_addr="{addr}"}}"#),
+            flows,
+        );
+        put(
+            &format!(r#"goflow_bytes_by_dst_addr_total{{dst_addr="{addr}"}}"#),
+            bytes,
+        );
+    }
+    // Distinct 5-tuples per sampler (the two joined objects share one).
+    for (sampler, n) in [
+        ("192.0.2.1", 2.0),
+        ("192.0.2.2", 5.0),
+        ("198.51.100.7", 2.0),
+        ("2001:db8::ff", 1.0),
+    ] {
+        put(
+            &format!(r#"goflow_active_flows{{sampler_address="{sampler}"}}"#),
+            n,
+        );
+    }
+    put("goflow_active_flows_overflow_total", 0.0);
+    for (error_type, n) in [
+        ("invalid_json", 2.0),
+        ("invalid_field", 1.0),
+        ("invalid_utf8", 1.0),
+        ("line_too_long", 1.0),
+    ] {
+        put(
+            &format!(r#"goflow_parse_errors_total{{error_type="{error_type}"}}"#),
+            n,
+        );
+    }
+    put("goflow_stdin_lines_total", 16.0);
+    put("goflow_stdin_bytes_total", input_len);
+    m
+}
+
+#[test]
+fn golden_scrape_equals_hand_computed_map() {
+    let data = std::fs::read(repo_path("testdata/golden.jsonl")).unwrap();
+    let mut exporter = Exporter::start(&[
+        "--stdin",
+        "on",
+        "--max-line-bytes",
+        "4096",
+        "--sampling-rate-default",
+        "2",
+        "--sampling-rate-override",
+        "198.51.100.0/24=4",
+    ]);
+    exporter.feed_and_close(&data);
+    let got = exporter.scrape_until(Duration::from_secs(10), |m| {
+        m.get("goflow_stdin_lines_total") == Some(&16.0)
+    });
+    let want = expected();
+    if got != want {
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(v))
+            .collect();
+        let extra: Vec<_> = got
+            .iter()
+            .filter(|(k, v)| want.get(*k) != Some(v))
+            .collect();
+        panic!(
+            "scrape differs\nexpected but not got: {missing:#?}\ngot but not expected: {extra:#?}"
+        );
+    }
+    // The process keeps serving after EOF (no --exit-on-eof).
+    assert!(exporter.child.try_wait().unwrap().is_none());
+}
