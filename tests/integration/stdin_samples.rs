@@ -2,11 +2,12 @@
 //! totals equal sums computed here from the JSON with `serde_json::Value`, independently of the
 //! exporter's decoder (bytes and packets × max(sampling_rate, 1)).
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Exporter, MetricMap, available, family, shared_dir};
+use crate::common::{Exporter, MetricMap, available, family, repo_path, shared_dir};
 
 fn label(v: &Value) -> String {
     match v.as_str() {
@@ -47,6 +48,30 @@ fn expected(jsonl: &str) -> MetricMap {
     m
 }
 
+/// Pipes `path` into a fresh exporter and compares every flow family with [`expected`].
+fn check_file(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines = text.lines().count() as f64;
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    exporter.feed_and_close(text.as_bytes());
+    let got = exporter.scrape_until(Duration::from_secs(10), |m| {
+        m.get("goflow_stdin_lines_total") == Some(&lines)
+    });
+    let flow_families: MetricMap = got
+        .iter()
+        .filter(|(k, _)| k.contains("_total"))
+        .filter(|(k, _)| {
+            !k.starts_with("goflow_parse_errors")
+                && !k.starts_with("goflow_stdin")
+                && !k.starts_with("goflow_active_flows_overflow")
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert_eq!(flow_families, expected(&text), "{}", path.display());
+    let errors: f64 = family(&got, "goflow_parse_errors_total").values().sum();
+    assert_eq!(errors, 0.0, "{}: no line is an error", path.display());
+}
+
 #[test]
 fn shared_goflow2_samples_sum_exactly() {
     let Some(shared) = shared_dir() else {
@@ -59,35 +84,14 @@ fn shared_goflow2_samples_sum_exactly() {
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 4,
-        "expected the 4 sample files, found {files:?}"
-    );
+    assert!(files.len() >= 4, "expected the 4 sample files, found {files:?}");
     for path in files {
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines = text.lines().count() as f64;
-        let mut exporter = Exporter::start(&["--stdin", "on"]);
-        exporter.feed_and_close(text.as_bytes());
-        let got = exporter.scrape_until(Duration::from_secs(10), |m| {
-            m.get("goflow_stdin_lines_total") == Some(&lines)
-        });
-        let flow_families: MetricMap = got
-            .iter()
-            .filter(|(k, _)| k.ends_with("_total") || k.contains("_total{"))
-            .filter(|(k, _)| {
-                !k.starts_with("goflow_parse_errors")
-                    && !k.starts_with("goflow_stdin")
-                    && !k.starts_with("goflow_active_flows_overflow")
-            })
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        assert_eq!(flow_families, expected(&text), "{}", path.display());
-        let errors: f64 = family(&got, "goflow_parse_errors_total").values().sum();
-        assert_eq!(
-            errors,
-            0.0,
-            "{}: no line of real goflow2 output is an error",
-            path.display()
-        );
+        check_file(&path);
     }
+}
+
+/// The quick start's bundled data decodes without an error and sums exactly.
+#[test]
+fn bundled_sample_sums_exactly() {
+    check_file(&repo_path("testdata/sample.jsonl"));
 }
