@@ -4,6 +4,7 @@
 //! directly. The inputs in [`crate::input`] do the I/O and call into this module.
 
 pub mod goflow_json;
+pub mod netflow;
 
 /// Why an input could not be turned into flows: the closed set of `error_type` label values of
 /// `goflow_parse_errors_total`. Every value is created at 0 on start-up, so alerts see the series
@@ -19,14 +20,25 @@ pub enum ErrorType {
     /// stdin: a JSON object with a value of the wrong type or out of range (e.g. `"bytes":-1`,
     /// `"src_port":70000`, an address that is not an IP address).
     InvalidField,
+    /// UDP: a datagram (or one of its sets) that is truncated, has impossible lengths, or that
+    /// the parser rejects (e.g. a template over the field limits).
+    MalformedDatagram,
+    /// UDP: a datagram whose version is not NetFlow v5, v9 or IPFIX (10).
+    UnsupportedVersion,
+    /// UDP: a v9/IPFIX data set whose template is not known (yet), e.g. after a collector
+    /// restart: its records are not decoded. Counted once per set.
+    MissingTemplate,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 4] = [
+    pub const ALL: [ErrorType; 7] = [
         ErrorType::LineTooLong,
         ErrorType::InvalidUtf8,
         ErrorType::InvalidJson,
         ErrorType::InvalidField,
+        ErrorType::MalformedDatagram,
+        ErrorType::UnsupportedVersion,
+        ErrorType::MissingTemplate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +47,9 @@ impl ErrorType {
             ErrorType::InvalidUtf8 => "invalid_utf8",
             ErrorType::InvalidJson => "invalid_json",
             ErrorType::InvalidField => "invalid_field",
+            ErrorType::MalformedDatagram => "malformed_datagram",
+            ErrorType::UnsupportedVersion => "unsupported_version",
+            ErrorType::MissingTemplate => "missing_template",
         }
     }
 

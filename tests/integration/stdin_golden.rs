@@ -137,6 +137,9 @@ fn expected() -> MetricMap {
         ("invalid_field", 1.0),
         ("invalid_utf8", 1.0),
         ("line_too_long", 1.0),
+        ("malformed_datagram", 0.0),
+        ("unsupported_version", 0.0),
+        ("missing_template", 0.0),
     ] {
         put(
             &format!(r#"goflow_parse_errors_total{{error_type="{error_type}"}}"#),

@@ -83,6 +83,9 @@ fn malformed_input_is_counted_and_bounded() {
         ("invalid_json", 6.0),
         ("invalid_utf8", 103.0),
         ("line_too_long", 1.0),
+        ("malformed_datagram", 0.0),
+        ("missing_template", 0.0),
+        ("unsupported_version", 0.0),
     ]
     .iter()
     .map(|(t, n)| {

@@ -1,0 +1,741 @@
+//! NetFlow v5 / v9 / IPFIX datagrams → [`Flow`] records.
+//!
+//! Owns everything between "these bytes came from that exporter" and flow records: the template
+//! caches (inside `netflow_parser`), the sampling engine's per-exporter state, the mapping of
+//! information elements to the flow record (as goflow2 maps them) and flow times. It does no
+//! I/O and writes no metrics: the UDP and replay inputs call [`DatagramDecoder::decode`] and count
+//! what it reports.
+//!
+//! Decisions:
+//! - The rest of the program sees only the [`DatagramDecoder`] trait, so the `netflow_parser`
+//!   based implementation can be replaced (e.g. by a zero-allocation decoder) without touching
+//!   inputs or aggregation.
+//! - `netflow_parser` 1.0.6 loses a whole v9 datagram when one set fails to parse, and ends an
+//!   IPFIX message silently at the first bad set. We therefore walk the set headers ourselves and
+//!   hand the parser one set at a time (behind a copy of the message header): a bad or unknown set
+//!   costs only itself, a zero-filled tail stops the walk cleanly, and every loss is counted.
+//! - Bounded memory against spoofed sources: caps on exporters (LRU), templates per exporter,
+//!   fields per template and template size; idle exporters are pruned on a timer.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use netflow_parser::variable_versions::field_value::DurationValue;
+use netflow_parser::variable_versions::ipfix::FlowSetBody as IpfixBody;
+use netflow_parser::variable_versions::ipfix::lookup::{IANAIPFixField, IPFixField};
+use netflow_parser::variable_versions::v9::FlowSetBody as V9Body;
+use netflow_parser::{
+    AutoScopedParser, DataNumber, FieldValue, NetflowPacket, NetflowParser, TtlConfig, V9Field,
+};
+
+use super::ErrorType;
+use crate::flow::{Flow, FlowType, unmap_v4};
+
+/// What decoding one datagram went through, for the caller's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DatagramReport {
+    /// NetFlow version from the header (0 when too short to have one).
+    pub version: u16,
+    pub flows: usize,
+    pub malformed: u32,
+    pub unsupported_version: u32,
+    /// Data sets whose template is not known (yet): their records are not decoded.
+    pub missing_template: u32,
+}
+
+impl DatagramReport {
+    /// The report's errors as `(error_type, count)` pairs.
+    pub fn errors(&self) -> [(ErrorType, u32); 3] {
+        [
+            (ErrorType::MalformedDatagram, self.malformed),
+            (ErrorType::UnsupportedVersion, self.unsupported_version),
+            (ErrorType::MissingTemplate, self.missing_template),
+        ]
+    }
+}
+
+/// Decodes datagrams from many exporters. One instance is owned by one task (per socket):
+/// template and sampling state is never shared.
+pub trait DatagramDecoder: Send {
+    /// Decodes one UDP payload from `exporter`, received at `received_ns` (Unix ns), appending its
+    /// flows to `out`.
+    fn decode(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+    ) -> DatagramReport;
+
+    /// Forgets exporters idle for longer than `idle`. Returns how many were removed.
+    fn prune_idle(&mut self, idle: Duration) -> usize;
+
+    /// Templates currently known per exporter address (all versions and domains together).
+    fn templates_per_exporter(&self) -> Vec<(IpAddr, usize)>;
+}
+
+/// Limits that keep memory bounded whatever arrives on the port.
+#[derive(Debug, Clone, Copy)]
+pub struct DecoderLimits {
+    /// Exporter scopes (address:port × version × source id / domain) with template caches.
+    pub max_exporters: usize,
+    /// Templates per cache (v9 keeps 2 caches per scope, IPFIX 4).
+    pub max_templates: usize,
+    pub max_fields_per_template: usize,
+    pub max_template_bytes: usize,
+    /// Templates not refreshed for this long are dropped.
+    pub template_ttl: Duration,
+    /// Sampler ids remembered per exporter scope (IE 48 rows of options data).
+    pub max_samplers_per_exporter: usize,
+}
+
+impl Default for DecoderLimits {
+    fn default() -> Self {
+        // 64 templates and 128 fields per template: measured at 0.16 MiB for a source flooding
+        // 1000 large templates (`../shared/docs/netflow-facts.md` §2), against 191 MiB with the
+        // crate's defaults. Real exporters use 2-10 templates of 10-40 fields.
+        DecoderLimits {
+            max_exporters: 1000,
+            max_templates: 64,
+            max_fields_per_template: 128,
+            max_template_bytes: 2048,
+            template_ttl: Duration::from_secs(3600),
+            max_samplers_per_exporter: 64,
+        }
+    }
+}
+
+/// Sampling and time state learned from options data, per exporter scope.
+#[derive(Debug, Default)]
+struct ScopeState {
+    /// Rate from the most recent options record (any sampler).
+    last_rate: u64,
+    /// Rates by sampler id (IE 48 / 302 in options data).
+    by_sampler: HashMap<u64, u64>,
+    /// systemInitTimeMilliseconds (IE 160) from options data (softflowd sends it there).
+    sys_init_ms: Option<u64>,
+    last_seen: Option<Instant>,
+}
+
+/// Scope of options state: (exporter, version, source id / observation domain).
+type ScopeKey = (SocketAddr, u16, u32);
+
+/// [`DatagramDecoder`] on top of `netflow_parser`'s per-source template caches.
+pub struct NetflowParserDecoder {
+    parser: AutoScopedParser,
+    limits: DecoderLimits,
+    scopes: HashMap<ScopeKey, ScopeState>,
+    /// Reused buffer holding "message header + one set" for the parser.
+    scratch: Vec<u8>,
+}
+
+impl NetflowParserDecoder {
+    pub fn new(limits: DecoderLimits) -> Self {
+        let parser = NetflowParser::builder()
+            .with_cache_size(limits.max_templates.max(1))
+            .with_max_field_count(limits.max_fields_per_template.max(1))
+            .with_max_template_total_size(limits.max_template_bytes.max(4))
+            .with_ttl(TtlConfig::new(
+                limits.template_ttl.max(Duration::from_secs(1)),
+            ))
+            .try_multi_source()
+            .and_then(|p| p.with_max_sources(limits.max_exporters.max(1)))
+            .expect("limits are clamped to valid values");
+        NetflowParserDecoder {
+            parser,
+            limits,
+            scopes: HashMap::new(),
+            scratch: Vec::with_capacity(65_535),
+        }
+    }
+
+    fn scope(&mut self, key: ScopeKey) -> &mut ScopeState {
+        if !self.scopes.contains_key(&key) && self.scopes.len() >= self.limits.max_exporters {
+            // Same bound as the parser's sources: drop the least recently seen scope.
+            if let Some(oldest) = self
+                .scopes
+                .iter()
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k)
+            {
+                self.scopes.remove(&oldest);
+            }
+        }
+        let s = self.scopes.entry(key).or_default();
+        s.last_seen = Some(Instant::now());
+        s
+    }
+
+    fn decode_v5(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+        report: &mut DatagramReport,
+    ) {
+        // 24-byte header, 48-byte records. Bytes after `count` records would be parsed as another
+        // packet by the crate and reported as a bogus error: cut them off.
+        let count = usize::from(be16(datagram, 2).unwrap_or(0));
+        let need = 24 + 48 * count;
+        if count == 0 || datagram.len() < need {
+            report.malformed += 1;
+            return;
+        }
+        let result = self.parser.parse_from_source(exporter, &datagram[..need]);
+        if result.error.is_some() {
+            report.malformed += 1;
+        }
+        let sampler = Some(unmap_v4(exporter.ip()));
+        for packet in &result.packets {
+            let NetflowPacket::V5(v5) = packet else {
+                continue;
+            };
+            let h = &v5.header;
+            let rate = u64::from(h.sampling_interval & 0x3FFF);
+            let export_ms = i128::from(h.unix_secs) * 1000 + i128::from(h.unix_nsecs / 1_000_000);
+            let uptime = i128::from(h.sys_up_time);
+            // Signed arithmetic: a first/last after sysUptime (clock skew) lands slightly in the
+            // future instead of ~49.7 days in the past as with u32 wrap-around.
+            let at = |switched: u32| ms_to_ns(export_ms - (uptime - i128::from(switched)));
+            for r in &v5.flowsets {
+                out.push(Flow {
+                    flow_type: FlowType::NetflowV5,
+                    sampler,
+                    src_addr: Some(IpAddr::V4(r.src_addr)),
+                    dst_addr: Some(IpAddr::V4(r.dst_addr)),
+                    proto: Some(r.protocol_number),
+                    src_port: r.src_port,
+                    dst_port: r.dst_port,
+                    bytes: u64::from(r.d_octets),
+                    packets: u64::from(r.d_pkts),
+                    sampling_rate: rate,
+                    time_flow_start_ns: at(r.first),
+                    time_flow_end_ns: at(r.last),
+                    time_received_ns: received_ns,
+                    in_if: u32::from(r.input),
+                    out_if: u32::from(r.output),
+                    tcp_flags: u16::from(r.tcp_flags),
+                    observation_domain: 0,
+                });
+                report.flows += 1;
+            }
+        }
+    }
+
+    /// Decodes a v9 or IPFIX message set by set.
+    fn decode_sets(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+        report: &mut DatagramReport,
+    ) {
+        let version = report.version;
+        let (header_len, end) = if version == 9 {
+            (20, datagram.len())
+        } else {
+            // IPFIX: the header's length bounds the message; a datagram shorter than it is
+            // truncated (decode the complete sets, count the loss).
+            let declared = usize::from(be16(datagram, 2).unwrap_or(0));
+            if declared < 16 {
+                report.malformed += 1;
+                return;
+            }
+            if declared > datagram.len() {
+                report.malformed += 1;
+            }
+            (16, declared.min(datagram.len()))
+        };
+        let Some(header) = datagram.get(..header_len) else {
+            report.malformed += 1;
+            return;
+        };
+        let domain = be32(datagram, if version == 9 { 16 } else { 12 }).unwrap_or(0);
+        let scope_key: ScopeKey = (exporter, version, domain);
+        let mut offset = header_len;
+        while offset < end {
+            let rest = &datagram[offset..end];
+            let set_len = be16(rest, 2).map_or(0, usize::from);
+            if rest.len() < 4 || set_len < 4 {
+                // A zero-filled tail (seen from exporters padding to a fixed size) ends the
+                // message; anything else there is damage.
+                if rest.iter().any(|&b| b != 0) {
+                    report.malformed += 1;
+                }
+                break;
+            }
+            if set_len > rest.len() {
+                report.malformed += 1;
+                break;
+            }
+            let set = &rest[..set_len];
+            offset += set_len;
+            self.scratch.clear();
+            self.scratch.extend_from_slice(header);
+            self.scratch.extend_from_slice(set);
+            if version == 10 {
+                // The copied header must announce the one-set message length.
+                let len = u16::try_from(self.scratch.len()).unwrap_or(u16::MAX);
+                self.scratch[2..4].copy_from_slice(&len.to_be_bytes());
+            } else {
+                // v9 count: records in the message; the crate ignores it, but keep it plausible.
+                self.scratch[2..4].copy_from_slice(&1u16.to_be_bytes());
+            }
+            let result = self.parser.parse_from_source(exporter, &self.scratch);
+            if result.error.is_some() {
+                report.malformed += 1;
+            }
+            for packet in &result.packets {
+                match packet {
+                    NetflowPacket::V9(v9) => {
+                        let h = &v9.header;
+                        let ctx = RecordContext {
+                            flow_type: FlowType::NetflowV9,
+                            sampler: Some(unmap_v4(exporter.ip())),
+                            domain: h.source_id,
+                            received_ns,
+                            export_ms: i128::from(h.unix_secs) * 1000,
+                            sys_uptime_ms: Some(i128::from(h.sys_up_time)),
+                        };
+                        for fs in &v9.flowsets {
+                            match &fs.body {
+                                V9Body::Data(data) => {
+                                    let scope = self.scope(scope_key);
+                                    for record in &data.fields {
+                                        let mut b = RecordBuilder::default();
+                                        for (field, value) in record {
+                                            b.apply(u16::from(*field), value);
+                                        }
+                                        out.push(b.finish(&ctx, scope));
+                                        report.flows += 1;
+                                    }
+                                }
+                                V9Body::OptionsData(options) => {
+                                    let max = self.limits.max_samplers_per_exporter;
+                                    let scope = self.scope(scope_key);
+                                    for record in &options.fields {
+                                        let mut o = OptionsBuilder::default();
+                                        for (field, value) in &record.options_fields {
+                                            o.apply(v9_ie(*field), value);
+                                        }
+                                        o.store(scope, max);
+                                    }
+                                }
+                                V9Body::NoTemplate(_) => report.missing_template += 1,
+                                V9Body::Template(_) | V9Body::OptionsTemplate(_) => {
+                                    self.scope(scope_key);
+                                }
+                                V9Body::Empty => {}
+                            }
+                        }
+                    }
+                    NetflowPacket::IPFix(ipfix) => {
+                        let h = &ipfix.header;
+                        let ctx = RecordContext {
+                            flow_type: FlowType::Ipfix,
+                            sampler: Some(unmap_v4(exporter.ip())),
+                            domain: h.observation_domain_id,
+                            received_ns,
+                            export_ms: i128::from(h.export_time) * 1000,
+                            sys_uptime_ms: None,
+                        };
+                        for fs in &ipfix.flowsets {
+                            match &fs.body {
+                                IpfixBody::Data(data) => {
+                                    let scope = self.scope(scope_key);
+                                    for record in &data.fields {
+                                        let mut b = RecordBuilder::default();
+                                        for (field, value) in record {
+                                            if let Some(ie) = ipfix_ie(field) {
+                                                b.apply(ie, value);
+                                            }
+                                        }
+                                        out.push(b.finish(&ctx, scope));
+                                        report.flows += 1;
+                                    }
+                                }
+                                IpfixBody::V9Data(data) => {
+                                    let scope = self.scope(scope_key);
+                                    for record in &data.fields {
+                                        let mut b = RecordBuilder::default();
+                                        for (field, value) in record {
+                                            b.apply(u16::from(*field), value);
+                                        }
+                                        out.push(b.finish(&ctx, scope));
+                                        report.flows += 1;
+                                    }
+                                }
+                                IpfixBody::OptionsData(options) => {
+                                    let max = self.limits.max_samplers_per_exporter;
+                                    let scope = self.scope(scope_key);
+                                    for record in &options.fields {
+                                        let mut o = OptionsBuilder::default();
+                                        for (field, value) in record {
+                                            if let Some(ie) = ipfix_ie(field) {
+                                                o.apply(ie, value);
+                                            }
+                                        }
+                                        o.store(scope, max);
+                                    }
+                                }
+                                IpfixBody::V9OptionsData(options) => {
+                                    let max = self.limits.max_samplers_per_exporter;
+                                    let scope = self.scope(scope_key);
+                                    for record in &options.fields {
+                                        let mut o = OptionsBuilder::default();
+                                        for (field, value) in &record.options_fields {
+                                            o.apply(v9_ie(*field), value);
+                                        }
+                                        o.store(scope, max);
+                                    }
+                                }
+                                IpfixBody::NoTemplate(_) => report.missing_template += 1,
+                                _ => {
+                                    self.scope(scope_key);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+impl DatagramDecoder for NetflowParserDecoder {
+    fn decode(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+    ) -> DatagramReport {
+        let mut report = DatagramReport {
+            version: be16(datagram, 0).unwrap_or(0),
+            ..DatagramReport::default()
+        };
+        match report.version {
+            5 => self.decode_v5(exporter, datagram, received_ns, out, &mut report),
+            9 | 10 => self.decode_sets(exporter, datagram, received_ns, out, &mut report),
+            _ if datagram.len() < 2 => report.malformed += 1,
+            _ => report.unsupported_version += 1,
+        }
+        report
+    }
+
+    fn prune_idle(&mut self, idle: Duration) -> usize {
+        let now = Instant::now();
+        self.scopes
+            .retain(|_, s| s.last_seen.is_some_and(|t| now.duration_since(t) < idle));
+        self.parser.prune_idle_sources(idle)
+    }
+
+    fn templates_per_exporter(&self) -> Vec<(IpAddr, usize)> {
+        let mut per: HashMap<IpAddr, usize> = HashMap::new();
+        for (key, info) in self.parser.ipfix_info() {
+            *per.entry(unmap_v4(key.addr.ip())).or_default() +=
+                info.ipfix.current_size + info.v9.current_size;
+        }
+        for (key, info) in self.parser.v9_info() {
+            *per.entry(unmap_v4(key.addr.ip())).or_default() +=
+                info.ipfix.current_size + info.v9.current_size;
+        }
+        per.into_iter().collect()
+    }
+}
+
+/// Per-message facts every record of the message shares.
+struct RecordContext {
+    flow_type: FlowType,
+    sampler: Option<IpAddr>,
+    domain: u32,
+    received_ns: u64,
+    /// Export time of the message, Unix ms.
+    export_ms: i128,
+    /// v9 header sysUptime (ms); IPFIX has none.
+    sys_uptime_ms: Option<i128>,
+}
+
+/// Collects one data record's fields by information element number.
+#[derive(Default)]
+struct RecordBuilder {
+    bytes: u64,
+    packets: u64,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    proto: Option<u8>,
+    src_port: u16,
+    dst_port: u16,
+    in_if: u32,
+    out_if: u32,
+    tcp_flags: u16,
+    /// IE 34 / 50 inside the data record (MikroTik, Huawei).
+    rate_in_record: u64,
+    sampler_id: Option<u64>,
+    /// IE 22 / 21: ms since the exporter booted.
+    uptime_start_ms: Option<u64>,
+    uptime_end_ms: Option<u64>,
+    /// IE 150-157: absolute, Unix ms.
+    abs_start_ms: Option<u64>,
+    abs_end_ms: Option<u64>,
+    /// IE 160 inside the record (RouterOS 7).
+    sys_init_ms: Option<u64>,
+}
+
+/// Sets `slot` unless it already holds a non-zero address and `new` is zero: a non-zero value
+/// wins over zero (exporters that send both families zero the unused one).
+fn set_addr(slot: &mut Option<IpAddr>, new: Option<IpAddr>) {
+    if let Some(new) = new
+        && (slot.is_none() || !new.is_unspecified())
+    {
+        *slot = Some(new);
+    }
+}
+
+impl RecordBuilder {
+    fn apply(&mut self, ie: u16, v: &FieldValue) {
+        match ie {
+            // The last counter in the template wins, as in goflow2.
+            1 | 23 => self.bytes = fv_u64(v).unwrap_or(0),
+            2 | 24 => self.packets = fv_u64(v).unwrap_or(0),
+            4 => self.proto = fv_u64(v).and_then(|p| u8::try_from(p).ok()),
+            6 => self.tcp_flags = fv_u64(v).map_or(0, |f| f as u16),
+            7 => self.src_port = fv_u64(v).map_or(0, |p| p as u16),
+            11 => self.dst_port = fv_u64(v).map_or(0, |p| p as u16),
+            8 | 27 => set_addr(&mut self.src, fv_ip(v)),
+            12 | 28 => set_addr(&mut self.dst, fv_ip(v)),
+            10 => self.in_if = fv_u64(v).map_or(0, |i| i as u32),
+            14 => self.out_if = fv_u64(v).map_or(0, |i| i as u32),
+            34 | 50 => {
+                if let Some(r) = fv_u64(v).filter(|&r| r > 0) {
+                    self.rate_in_record = r;
+                }
+            }
+            48 | 302 => self.sampler_id = fv_u64(v),
+            22 => self.uptime_start_ms = fv_u64(v),
+            21 => self.uptime_end_ms = fv_u64(v),
+            150 | 152 | 154 | 156 => self.abs_start_ms = fv_unix_ms(v),
+            151 | 153 | 155 | 157 => self.abs_end_ms = fv_unix_ms(v),
+            160 => self.sys_init_ms = fv_unix_ms(v),
+            _ => {}
+        }
+    }
+
+    fn finish(self, ctx: &RecordContext, scope: &ScopeState) -> Flow {
+        let rate = if self.rate_in_record > 0 {
+            self.rate_in_record
+        } else if let Some(rate) = self.sampler_id.and_then(|id| scope.by_sampler.get(&id)) {
+            *rate
+        } else {
+            scope.last_rate
+        };
+        let (start, end) = self.times(ctx, scope);
+        Flow {
+            flow_type: ctx.flow_type,
+            sampler: ctx.sampler,
+            src_addr: self.src,
+            dst_addr: self.dst,
+            proto: self.proto,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            bytes: self.bytes,
+            packets: self.packets,
+            sampling_rate: rate,
+            time_flow_start_ns: start,
+            time_flow_end_ns: end,
+            time_received_ns: ctx.received_ns,
+            in_if: self.in_if,
+            out_if: self.out_if,
+            tcp_flags: self.tcp_flags,
+            observation_domain: ctx.domain,
+        }
+    }
+
+    /// Flow start and end, Unix ns (`../shared/docs/netflow-facts.md` §4).
+    fn times(&self, ctx: &RecordContext, scope: &ScopeState) -> (u64, u64) {
+        let export = ms_to_ns(ctx.export_ms);
+        if let (Some(start), Some(end)) = (self.abs_start_ms, self.abs_end_ms) {
+            return (ms_to_ns(i128::from(start)), ms_to_ns(i128::from(end)));
+        }
+        let (Some(first), Some(last)) = (self.uptime_start_ms, self.uptime_end_ms) else {
+            return (export, export);
+        };
+        let (first, last) = (i128::from(first), i128::from(last));
+        if let Some(uptime) = ctx.sys_uptime_ms {
+            // v9: export time minus how long before the export the switch happened.
+            return (
+                ms_to_ns(ctx.export_ms - (uptime - first)),
+                ms_to_ns(ctx.export_ms - (uptime - last)),
+            );
+        }
+        // IPFIX 21/22 need the boot time: in the record (RouterOS 7) or from options data
+        // (softflowd). Without it (RouterOS 6.39) the export time is all we know.
+        match self.sys_init_ms.or(scope.sys_init_ms) {
+            Some(init) => {
+                let init = i128::from(init);
+                (ms_to_ns(init + first), ms_to_ns(init + last))
+            }
+            None => (export, export),
+        }
+    }
+}
+
+/// Sampling facts of one options data record.
+#[derive(Default)]
+struct OptionsBuilder {
+    interval_34_50: Option<u64>,
+    packet_interval: Option<u64>,
+    packet_space: Option<u64>,
+    sampler_id: Option<u64>,
+    sys_init_ms: Option<u64>,
+}
+
+impl OptionsBuilder {
+    fn apply(&mut self, ie: u16, v: &FieldValue) {
+        match ie {
+            34 | 50 => self.interval_34_50 = fv_u64(v),
+            305 => self.packet_interval = fv_u64(v),
+            306 => self.packet_space = fv_u64(v),
+            48 | 302 => self.sampler_id = fv_u64(v),
+            160 => self.sys_init_ms = fv_unix_ms(v),
+            _ => {}
+        }
+    }
+
+    /// The rate this record announces: IE 305 + 306 first, then IE 34 / 50.
+    fn rate(&self) -> Option<u64> {
+        if let Some(interval) = self.packet_interval.filter(|&i| i > 0) {
+            let space = self.packet_space.unwrap_or(0);
+            // (interval + space) / interval, rounded to the nearest whole rate: the flow record
+            // carries whole rates, like goflow2's `sampling_rate`.
+            let total = interval.saturating_add(space);
+            return Some(((total + interval / 2) / interval).max(1));
+        }
+        self.interval_34_50.filter(|&r| r > 0)
+    }
+
+    fn store(self, scope: &mut ScopeState, max_samplers: usize) {
+        if let Some(init) = self.sys_init_ms {
+            scope.sys_init_ms = Some(init);
+        }
+        let Some(rate) = self.rate() else {
+            return;
+        };
+        scope.last_rate = rate;
+        if let Some(id) = self.sampler_id
+            && (scope.by_sampler.contains_key(&id) || scope.by_sampler.len() < max_samplers)
+        {
+            scope.by_sampler.insert(id, rate);
+        }
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Unix ms → Unix ns, clamped to the representable range (0 for times before 1970).
+fn ms_to_ns(ms: i128) -> u64 {
+    u64::try_from(ms.saturating_mul(1_000_000).max(0)).unwrap_or(u64::MAX)
+}
+
+/// Any unsigned integer rendering, including 5-7 byte counters that arrive as raw bytes, and
+/// durations in their own unit.
+fn fv_u64(v: &FieldValue) -> Option<u64> {
+    let fold =
+        |b: &[u8]| (b.len() <= 8).then(|| b.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x)));
+    match v {
+        FieldValue::DataNumber(DataNumber::Vec(b)) | FieldValue::Vec(b) => fold(b),
+        FieldValue::DataNumber(d) => d.as_u64(),
+        FieldValue::ProtocolType(p) => Some(u64::from(u8::from(*p))),
+        FieldValue::TcpControlBits(bits, _) => Some(u64::from(u16::from(*bits))),
+        FieldValue::Duration(DurationValue::Seconds { value, .. })
+        | FieldValue::Duration(DurationValue::Millis { value, .. }) => Some(*value),
+        _ => None,
+    }
+}
+
+fn fv_ip(v: &FieldValue) -> Option<IpAddr> {
+    match v {
+        FieldValue::Ip4Addr(a) => Some(IpAddr::V4(*a)),
+        FieldValue::Ip6Addr(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+/// An absolute time (IE 150-157, 160) as Unix ms. 154-157 count from 1900 (NTP).
+fn fv_unix_ms(v: &FieldValue) -> Option<u64> {
+    const NTP_TO_UNIX_MS: u64 = 2_208_988_800_000;
+    match v {
+        FieldValue::Duration(DurationValue::Seconds { value, .. }) => value.checked_mul(1000),
+        FieldValue::Duration(DurationValue::Millis { value, .. }) => Some(*value),
+        FieldValue::Duration(
+            d @ (DurationValue::MicrosNtp { .. } | DurationValue::NanosNtp { .. }),
+        ) => u64::try_from(d.as_duration().as_millis())
+            .ok()?
+            .checked_sub(NTP_TO_UNIX_MS),
+        FieldValue::DataNumber(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// The IE number of a v9 field, folding the crate's raw-bytes rendering of 305/306 into numbers
+/// via [`fv_u64`] at the use site.
+fn v9_ie(f: V9Field) -> u16 {
+    u16::from(f)
+}
+
+/// The IANA IE number of an IPFIX field, for the elements we map. Enterprise fields are `None`.
+fn ipfix_ie(f: &IPFixField) -> Option<u16> {
+    use IANAIPFixField as I;
+    let IPFixField::IANA(i) = f else {
+        return None;
+    };
+    Some(match i {
+        I::OctetDeltaCount => 1,
+        I::PacketDeltaCount => 2,
+        I::ProtocolIdentifier => 4,
+        I::TcpControlBits => 6,
+        I::SourceTransportPort => 7,
+        I::SourceIpv4address => 8,
+        I::IngressInterface => 10,
+        I::DestinationTransportPort => 11,
+        I::DestinationIpv4address => 12,
+        I::EgressInterface => 14,
+        I::FlowEndSysUpTime => 21,
+        I::FlowStartSysUpTime => 22,
+        I::PostOctetDeltaCount => 23,
+        I::PostPacketDeltaCount => 24,
+        I::SourceIpv6address => 27,
+        I::DestinationIpv6address => 28,
+        I::SamplingInterval => 34,
+        I::SamplerId => 48,
+        I::SamplerRandomInterval => 50,
+        I::FlowStartSeconds => 150,
+        I::FlowEndSeconds => 151,
+        I::FlowStartMilliseconds => 152,
+        I::FlowEndMilliseconds => 153,
+        I::FlowStartMicroseconds => 154,
+        I::FlowEndMicroseconds => 155,
+        I::FlowStartNanoseconds => 156,
+        I::FlowEndNanoseconds => 157,
+        I::SystemInitTimeMilliseconds => 160,
+        I::SelectorId => 302,
+        I::SamplingPacketInterval => 305,
+        I::SamplingPacketSpace => 306,
+        I::Unknown(n) => *n,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+#[path = "netflow_tests.rs"]
+mod tests;

@@ -1,0 +1,518 @@
+//! Hand-made datagrams for the decoder's edge cases. Byte arrays carry a comment per field;
+//! builders are used where the layout is the point of the test, not the bytes.
+
+use super::*;
+
+const EXPORTER_A: &str = "192.0.2.1:40000";
+const EXPORTER_B: &str = "192.0.2.2:40000";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn decode(d: &mut NetflowParserDecoder, from: &str, bytes: &[u8]) -> (Vec<Flow>, DatagramReport) {
+    let mut out = Vec::new();
+    let report = d.decode(addr(from), bytes, 42, &mut out);
+    assert_eq!(report.flows, out.len());
+    (out, report)
+}
+
+fn decoder() -> NetflowParserDecoder {
+    NetflowParserDecoder::new(DecoderLimits::default())
+}
+
+/// v9 header: version 9, count, sysUptime 10 s, unix_secs 1_700_000_000, sequence 1, source id.
+fn v9(source_id: u32, sets: &[Vec<u8>]) -> Vec<u8> {
+    let mut d = vec![0x00, 0x09]; // version 9
+    d.extend_from_slice(&(sets.len() as u16).to_be_bytes()); // count
+    d.extend_from_slice(&10_000u32.to_be_bytes()); // sysUptime (ms)
+    d.extend_from_slice(&1_700_000_000u32.to_be_bytes()); // unix_secs
+    d.extend_from_slice(&1u32.to_be_bytes()); // sequence
+    d.extend_from_slice(&source_id.to_be_bytes()); // source id
+    sets.iter().for_each(|s| d.extend_from_slice(s));
+    d
+}
+
+/// IPFIX header: version 10, length, export time 1_700_000_000, sequence 1, domain.
+fn ipfix(domain: u32, sets: &[Vec<u8>]) -> Vec<u8> {
+    let len: usize = 16 + sets.iter().map(Vec::len).sum::<usize>();
+    let mut d = vec![0x00, 0x0a]; // version 10
+    d.extend_from_slice(&(len as u16).to_be_bytes()); // message length
+    d.extend_from_slice(&1_700_000_000u32.to_be_bytes()); // export time
+    d.extend_from_slice(&1u32.to_be_bytes()); // sequence
+    d.extend_from_slice(&domain.to_be_bytes()); // observation domain
+    sets.iter().for_each(|s| d.extend_from_slice(s));
+    d
+}
+
+/// A set: id, length (header included), body.
+fn set(id: u16, body: &[u8]) -> Vec<u8> {
+    let mut s = id.to_be_bytes().to_vec();
+    s.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
+    s.extend_from_slice(body);
+    s
+}
+
+/// A template record: id, field count, (IE, length) pairs.
+fn template(id: u16, fields: &[(u16, u16)]) -> Vec<u8> {
+    let mut t = id.to_be_bytes().to_vec();
+    t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for (ie, len) in fields {
+        t.extend_from_slice(&ie.to_be_bytes());
+        t.extend_from_slice(&len.to_be_bytes());
+    }
+    t
+}
+
+/// IE 8 src v4, IE 12 dst v4, IE 4 proto, IE 1 bytes (4), IE 2 packets (4).
+const BASIC: &[(u16, u16)] = &[(8, 4), (12, 4), (4, 1), (1, 4), (2, 4)];
+
+fn basic_record(src: [u8; 4], dst: [u8; 4], proto: u8, bytes: u32, packets: u32) -> Vec<u8> {
+    let mut r = src.to_vec();
+    r.extend_from_slice(&dst);
+    r.push(proto);
+    r.extend_from_slice(&bytes.to_be_bytes());
+    r.extend_from_slice(&packets.to_be_bytes());
+    r
+}
+
+#[test]
+fn v5_header_rate_is_masked_and_trailing_bytes_ignored() {
+    #[rustfmt::skip]
+    let mut d = vec![
+        0x00, 0x05,             // version 5
+        0x00, 0x01,             // count 1
+        0x00, 0x00, 0x27, 0x10, // sysUptime 10000 ms
+        0x65, 0x53, 0xf1, 0x00, // unix_secs 1700000000
+        0x00, 0x00, 0x00, 0x00, // unix_nsecs
+        0x00, 0x00, 0x00, 0x07, // flow sequence
+        0x00, 0x00,             // engine type, id
+        0x43, 0xe8,             // sampling: mode 01, interval 0x3e8 = 1000
+        // record
+        10, 0, 0, 1,            // src
+        10, 0, 0, 2,            // dst
+        0, 0, 0, 0,             // next hop
+        0x00, 0x03, 0x00, 0x04, // input 3, output 4
+        0x00, 0x00, 0x00, 0x02, // packets 2
+        0x00, 0x00, 0x05, 0xdc, // bytes 1500
+        0x00, 0x00, 0x1f, 0x40, // first 8000 ms
+        0x00, 0x00, 0x27, 0x10, // last 10000 ms
+        0x01, 0xbb, 0xc3, 0x50, // ports 443 -> 50000
+        0x00, 0x1b, 0x06, 0x00, // pad, tcp flags 0x1b, proto 6, tos
+        0x00, 0x00, 0x00, 0x00, // src as, dst as
+        0x18, 0x18, 0x00, 0x00, // masks, pad
+    ];
+    d.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // trailing junk after `count` records
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &d);
+    assert_eq!(
+        report.malformed + report.unsupported_version,
+        0,
+        "{report:?}"
+    );
+    let f = flows[0];
+    assert_eq!(f.sampling_rate, 1000);
+    assert_eq!((f.bytes, f.packets), (1500, 2));
+    assert_eq!(f.flow_type, FlowType::NetflowV5);
+    assert_eq!(f.sampler, Some("192.0.2.1".parse().unwrap()));
+    assert_eq!(
+        (f.src_port, f.dst_port, f.proto, f.tcp_flags),
+        (443, 50000, Some(6), 0x1b)
+    );
+    assert_eq!((f.in_if, f.out_if), (3, 4));
+    // first 8000 ms of uptime, exported at uptime 10000 = unix 1700000000 s.
+    assert_eq!(f.time_flow_start_ns, 1_699_999_998_000_000_000);
+    assert_eq!(f.time_flow_end_ns, 1_700_000_000_000_000_000);
+}
+
+#[test]
+fn data_before_template_is_counted_then_decodes_once_the_template_arrives() {
+    #[rustfmt::skip]
+    let data_only = [
+        0x00, 0x09,             // version 9
+        0x00, 0x01,             // count
+        0x00, 0x00, 0x27, 0x10, // sysUptime
+        0x65, 0x53, 0xf1, 0x00, // unix_secs
+        0x00, 0x00, 0x00, 0x01, // sequence
+        0x00, 0x00, 0x00, 0x00, // source id 0
+        0x01, 0x00,             // set id 256 (data, template 256)
+        0x00, 0x15,             // set length 21: 4 + one 17-byte record
+        10, 0, 0, 1,            // IE 8 src
+        10, 0, 0, 2,            // IE 12 dst
+        17,                     // IE 4 proto UDP
+        0x00, 0x00, 0x00, 0x64, // IE 1 bytes 100
+        0x00, 0x00, 0x00, 0x01, // IE 2 packets 1
+    ];
+    let mut d = decoder();
+    let (flows, report) = decode(&mut d, EXPORTER_A, &data_only);
+    assert!(flows.is_empty());
+    assert_eq!(report.missing_template, 1);
+    assert_eq!(report.malformed, 0);
+
+    let with_template = v9(0, &[set(0, &template(256, BASIC))]);
+    let (flows, report) = decode(&mut d, EXPORTER_A, &with_template);
+    assert!(flows.is_empty());
+    assert_eq!(
+        report,
+        DatagramReport {
+            version: 9,
+            ..Default::default()
+        }
+    );
+
+    let (flows, report) = decode(&mut d, EXPORTER_A, &data_only);
+    assert_eq!(report.missing_template, 0);
+    assert_eq!(flows.len(), 1);
+    assert_eq!((flows[0].bytes, flows[0].proto), (100, Some(17)));
+}
+
+#[test]
+fn unknown_template_does_not_drop_the_other_sets() {
+    let mut d = decoder();
+    let dgram = v9(
+        0,
+        &[
+            set(300, &[1, 2, 3, 4]), // data for a template nobody sent
+            set(0, &template(256, BASIC)),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 500, 5)),
+        ],
+    );
+    let (flows, report) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(report.missing_template, 1);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].bytes, 500);
+}
+
+#[test]
+fn two_exporters_same_template_id_different_layouts() {
+    let mut d = decoder();
+    // A: src, dst, proto, bytes, packets. B: bytes, packets, proto, dst, src.
+    let b_layout: &[(u16, u16)] = &[(1, 4), (2, 4), (4, 1), (12, 4), (8, 4)];
+    decode(&mut d, EXPORTER_A, &v9(0, &[set(0, &template(256, BASIC))]));
+    decode(
+        &mut d,
+        EXPORTER_B,
+        &v9(0, &[set(0, &template(256, b_layout))]),
+    );
+    let mut b_rec = 700u32.to_be_bytes().to_vec(); // bytes
+    b_rec.extend_from_slice(&7u32.to_be_bytes()); // packets
+    b_rec.push(17); // proto
+    b_rec.extend_from_slice(&[10, 9, 9, 2]); // dst
+    b_rec.extend_from_slice(&[10, 9, 9, 1]); // src
+    let (fa, _) = decode(
+        &mut d,
+        EXPORTER_A,
+        &v9(
+            0,
+            &[set(
+                256,
+                &basic_record([10, 1, 1, 1], [10, 1, 1, 2], 6, 100, 1),
+            )],
+        ),
+    );
+    let (fb, _) = decode(&mut d, EXPORTER_B, &v9(0, &[set(256, &b_rec)]));
+    assert_eq!(fa[0].src_addr, Some("10.1.1.1".parse().unwrap()));
+    assert_eq!((fa[0].bytes, fa[0].packets, fa[0].proto), (100, 1, Some(6)));
+    assert_eq!(fb[0].src_addr, Some("10.9.9.1".parse().unwrap()));
+    assert_eq!(fb[0].dst_addr, Some("10.9.9.2".parse().unwrap()));
+    assert_eq!(
+        (fb[0].bytes, fb[0].packets, fb[0].proto),
+        (700, 7, Some(17))
+    );
+}
+
+#[test]
+fn two_source_ids_of_one_exporter_do_not_share_templates() {
+    let mut d = decoder();
+    decode(&mut d, EXPORTER_A, &v9(1, &[set(0, &template(256, BASIC))]));
+    let data = set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1));
+    let (flows, report) = decode(&mut d, EXPORTER_A, &v9(2, std::slice::from_ref(&data)));
+    assert!(flows.is_empty());
+    assert_eq!(report.missing_template, 1);
+    let (flows, _) = decode(&mut d, EXPORTER_A, &v9(1, &[data]));
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].observation_domain, 1);
+}
+
+/// v9 options template: id, scope length, option length, scope (type, len), options (IE, len).
+fn v9_options_template(id: u16, scope: &[(u16, u16)], options: &[(u16, u16)]) -> Vec<u8> {
+    let mut t = id.to_be_bytes().to_vec();
+    t.extend_from_slice(&((scope.len() * 4) as u16).to_be_bytes());
+    t.extend_from_slice(&((options.len() * 4) as u16).to_be_bytes());
+    for (ty, len) in scope.iter().chain(options) {
+        t.extend_from_slice(&ty.to_be_bytes());
+        t.extend_from_slice(&len.to_be_bytes());
+    }
+    t
+}
+
+#[test]
+fn v9_rate_from_options_data_ie34() {
+    let mut d = decoder();
+    let dgram = v9(
+        0,
+        &[
+            set(0, &template(256, BASIC)),
+            // options template 257: scope System (1) 4 bytes; IE 34 (4 bytes), IE 35 (1 byte)
+            set(1, &v9_options_template(257, &[(1, 4)], &[(34, 4), (35, 1)])),
+            // options data: scope 0.0.0.0, interval 512, algorithm 2 (random), 3 padding bytes
+            set(257, &[0, 0, 0, 0, 0, 0, 2, 0, 2, 0, 0, 0]),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    let (flows, report) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(report.malformed, 0, "{report:?}");
+    assert_eq!(flows[0].sampling_rate, 512);
+}
+
+/// IPFIX options template: id, field count, scope count, fields.
+fn ipfix_options_template(id: u16, scope_count: u16, fields: &[(u16, u16)]) -> Vec<u8> {
+    let mut t = id.to_be_bytes().to_vec();
+    t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    t.extend_from_slice(&scope_count.to_be_bytes());
+    for (ie, len) in fields {
+        t.extend_from_slice(&ie.to_be_bytes());
+        t.extend_from_slice(&len.to_be_bytes());
+    }
+    t
+}
+
+#[test]
+fn ipfix_rate_from_ie305_and_ie306() {
+    let mut d = decoder();
+    let dgram = ipfix(
+        5,
+        &[
+            set(2, &template(256, BASIC)),
+            // scope: IE 149 observationDomainId (4); options: IE 305 (4), IE 306 (4)
+            set(
+                3,
+                &ipfix_options_template(257, 1, &[(149, 4), (305, 4), (306, 4)]),
+            ),
+            // domain 5, interval 1, space 99: 1 in 100
+            set(257, &[0, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0, 99]),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    let (flows, report) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(report.malformed, 0, "{report:?}");
+    assert_eq!(flows[0].sampling_rate, 100);
+    assert_eq!(flows[0].flow_type, FlowType::Ipfix);
+
+    // RouterOS-style interval 2222, space 1111: (2222 + 1111) / 2222 = 1.5, rounded to 2.
+    let dgram = ipfix(
+        5,
+        &[
+            set(257, &[0, 0, 0, 5, 0, 0, 0x08, 0xae, 0, 0, 0x04, 0x57]),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    let (flows, _) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(flows[0].sampling_rate, 2);
+}
+
+#[test]
+fn rate_from_ie34_inside_data_records() {
+    // MikroTik with packet sampling puts IE 34 in each data record.
+    let mut layout = BASIC.to_vec();
+    layout.push((34, 4));
+    let mut rec = basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1);
+    rec.extend_from_slice(&64u32.to_be_bytes());
+    let dgram = ipfix(0, &[set(2, &template(258, &layout)), set(258, &rec)]);
+    let (flows, _) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(flows[0].sampling_rate, 64);
+}
+
+#[test]
+fn per_sampler_rates_joined_through_ie48() {
+    let mut d = decoder();
+    let mut layout = BASIC.to_vec();
+    layout.push((48, 1)); // samplerId in each data record
+    let rec = |sampler: u8, bytes: u32| {
+        let mut r = basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, bytes, 1);
+        r.push(sampler);
+        r
+    };
+    let dgram = v9(
+        0,
+        &[
+            set(0, &template(256, &layout)),
+            // options: scope System; IE 48 sampler id (1), IE 50 random interval (4)
+            set(1, &v9_options_template(257, &[(1, 4)], &[(48, 1), (50, 4)])),
+            // two rows: sampler 1 at 1:2000, sampler 2 at 1:4000 (+3 padding bytes)
+            set(
+                257,
+                &[
+                    0, 0, 0, 0, 1, 0, 0, 0x07, 0xd0, 0, 0, 0, 0, 2, 0, 0, 0x0f, 0xa0, 0, 0,
+                ],
+            ),
+            set(256, &[rec(1, 10), rec(2, 20), rec(9, 30)].concat()),
+        ],
+    );
+    let (flows, report) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(report.malformed, 0, "{report:?}");
+    let rates: Vec<_> = flows.iter().map(|f| (f.bytes, f.sampling_rate)).collect();
+    // Sampler 9 has no options row: the exporter's most recent rate applies.
+    assert_eq!(rates, [(10, 2000), (20, 4000), (30, 4000)]);
+}
+
+#[test]
+fn ipfix_uptime_times_anchored_on_ie160() {
+    // In the record, as RouterOS 7 sends it: IE 22 start, IE 21 end (uptime ms), IE 160 (8 bytes).
+    let mut layout = BASIC.to_vec();
+    layout.extend_from_slice(&[(22, 4), (21, 4), (160, 8)]);
+    let mut rec = basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1);
+    rec.extend_from_slice(&1_000u32.to_be_bytes());
+    rec.extend_from_slice(&5_000u32.to_be_bytes());
+    rec.extend_from_slice(&1_699_990_000_000u64.to_be_bytes());
+    let dgram = ipfix(0, &[set(2, &template(258, &layout)), set(258, &rec)]);
+    let (flows, _) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(flows[0].time_flow_start_ns, 1_699_990_001_000_000_000);
+    assert_eq!(flows[0].time_flow_end_ns, 1_699_990_005_000_000_000);
+
+    // From an options record, as softflowd sends it.
+    let mut d = decoder();
+    let mut layout = BASIC.to_vec();
+    layout.extend_from_slice(&[(22, 4), (21, 4)]);
+    let mut rec = basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1);
+    rec.extend_from_slice(&2_000u32.to_be_bytes());
+    rec.extend_from_slice(&3_000u32.to_be_bytes());
+    let mut options = 7u32.to_be_bytes().to_vec(); // scope IE 143 meteringProcessId
+    options.extend_from_slice(&1_699_000_000_000u64.to_be_bytes()); // IE 160
+    let dgram = ipfix(
+        0,
+        &[
+            set(2, &template(1024, &layout)),
+            set(3, &ipfix_options_template(256, 1, &[(143, 4), (160, 8)])),
+            set(256, &options),
+            set(1024, &rec),
+        ],
+    );
+    let (flows, _) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(flows[0].time_flow_start_ns, 1_699_000_002_000_000_000);
+    assert_eq!(flows[0].time_flow_end_ns, 1_699_000_003_000_000_000);
+
+    // Without IE 160 anywhere (RouterOS 6.39): the export time.
+    let dgram = ipfix(0, &[set(2, &template(300, &layout)), set(300, &rec)]);
+    let (flows, _) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(flows[0].time_flow_start_ns, 1_700_000_000_000_000_000);
+}
+
+#[test]
+fn zero_field_template_does_not_hang_or_drop_other_sets() {
+    let mut d = decoder();
+    let dgram = v9(
+        0,
+        &[
+            set(0, &template(300, &[])), // a template with 0 fields
+            set(300, &[0; 16]),          // "data" for it
+            set(0, &template(256, BASIC)),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    let (flows, report) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(flows.len(), 1);
+    assert!(
+        report.malformed + report.missing_template >= 1,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn zero_filled_tail_stops_cleanly() {
+    let mut dgram = v9(
+        0,
+        &[
+            set(0, &template(256, BASIC)),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    dgram.resize(1400, 0); // padded to a fixed size with zeros
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(
+        report,
+        DatagramReport {
+            version: 9,
+            flows: 1,
+            ..Default::default()
+        }
+    );
+}
+
+#[test]
+fn truncated_datagrams_are_counted_never_panic() {
+    let full = v9(
+        0,
+        &[
+            set(0, &template(256, BASIC)),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    let full_ipfix = ipfix(
+        0,
+        &[
+            set(2, &template(256, BASIC)),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    // Every cut loses something and must say so, except a v9 cut at a set boundary (v9 has no
+    // length field: a shorter message is complete) or followed only by zeros (indistinguishable
+    // from zero padding). IPFIX announces its length, so every cut is detected.
+    let template_set_end = 20 + set(0, &template(256, BASIC)).len();
+    for whole in [&full, &full_ipfix] {
+        for cut in 0..whole.len() {
+            let mut d = decoder();
+            let (flows, report) = decode(&mut d, EXPORTER_A, &whole[..cut]);
+            assert!(flows.is_empty(), "cut at {cut}");
+            let v9_clean = whole[1] == 9
+                && (cut == template_set_end
+                    || (cut >= 20 && whole[20..cut].iter().all(|&b| b == 0)));
+            assert!(
+                report.malformed >= 1 || v9_clean,
+                "cut at {cut}: {report:?}"
+            );
+        }
+    }
+    // A datagram too short for a version at all.
+    let (_, r) = decode(&mut decoder(), EXPORTER_A, &[0x00]);
+    assert_eq!(r.malformed, 1);
+    // An unknown version.
+    let (_, r) = decode(&mut decoder(), EXPORTER_A, &[0x00, 0x07, 0, 0]);
+    assert_eq!(r.unsupported_version, 1);
+}
+
+#[test]
+fn set_length_beyond_the_datagram_is_malformed_but_earlier_sets_count() {
+    let mut dgram = v9(
+        0,
+        &[
+            set(0, &template(256, BASIC)),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    dgram.extend_from_slice(&[0x01, 0x00, 0x01, 0x00, 1, 2, 3]); // set 256 claiming 256 bytes
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(report.malformed, 1);
+}
+
+#[test]
+fn ipv6_and_the_nonzero_address_rule() {
+    // Both families in one template, the IPv4 ones zero (Nokia style).
+    let layout: &[(u16, u16)] = &[(8, 4), (12, 4), (27, 16), (28, 16), (4, 1), (1, 4), (2, 4)];
+    let mut rec = vec![0; 8]; // IPv4 src, dst = 0.0.0.0
+    let src6: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    let dst6: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+    rec.extend_from_slice(&src6.octets());
+    rec.extend_from_slice(&dst6.octets());
+    rec.push(58);
+    rec.extend_from_slice(&64u32.to_be_bytes());
+    rec.extend_from_slice(&1u32.to_be_bytes());
+    let dgram = ipfix(0, &[set(2, &template(259, layout)), set(259, &rec)]);
+    let (flows, _) = decode(&mut decoder(), "[::ffff:192.0.2.7]:4739", &dgram);
+    assert_eq!(flows[0].src_addr, Some(IpAddr::V6(src6)));
+    assert_eq!(flows[0].dst_addr, Some(IpAddr::V6(dst6)));
+    assert_eq!(flows[0].proto, Some(58));
+    // The IPv4-mapped source of the datagram is shown as IPv4.
+    assert_eq!(flows[0].sampler, Some("192.0.2.7".parse().unwrap()));
+}
