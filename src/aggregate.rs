@@ -167,6 +167,13 @@ impl ActiveFlows {
     }
 }
 
+/// Per-sampler state: the sampler family's cell plus the rate last applied.
+struct SamplerCell {
+    cell: Cell<3>,
+    last_rate: u64,
+    rate_gauge: Gauge,
+}
+
 /// Every flow family's state. One instance per process, shared by the inputs behind a mutex that
 /// is taken once per batch.
 pub struct Aggregator {
@@ -177,13 +184,17 @@ pub struct Aggregator {
     by_protocol: Vec<Option<Cell<3>>>,
     by_src: HashMap<Option<IpAddr>, Cell<2>>,
     by_dst: HashMap<Option<IpAddr>, Cell<2>>,
-    by_sampler: HashMap<Option<IpAddr>, Cell<3>>,
+    by_sampler: HashMap<Option<IpAddr>, SamplerCell>,
+    /// Flows whose rate was unknown (0 on the wire, no override): the default was applied.
+    unknown_rate_pending: u64,
+    unknown_rate: Counter,
     active: ActiveFlows,
 }
 
 impl Aggregator {
     pub fn new(registry: Arc<Registry>, config: AggregatorConfig) -> Self {
         let overflow = registry.counter(t::ACTIVE_FLOWS_OVERFLOW, &[]);
+        let unknown_rate = registry.counter(t::UNKNOWN_SAMPLING_RATE, &[]);
         Aggregator {
             sampling: config.sampling,
             by_sampler_type: HashMap::new(),
@@ -191,6 +202,8 @@ impl Aggregator {
             by_src: HashMap::new(),
             by_dst: HashMap::new(),
             by_sampler: HashMap::new(),
+            unknown_rate_pending: 0,
+            unknown_rate,
             active: ActiveFlows {
                 window_secs: config.active_window_secs.max(1),
                 max_keys: config.active_max_keys,
@@ -213,7 +226,8 @@ impl Aggregator {
     #[inline]
     fn record_one(&mut self, flow: &Flow, now: u64) {
         let reg = &*self.registry;
-        let rate = self.sampling.rate(flow.sampler, flow.sampling_rate);
+        let (rate, known) = self.sampling.resolve(flow.sampler, flow.sampling_rate);
+        self.unknown_rate_pending += u64::from(!known);
         let bytes = flow.bytes.saturating_mul(rate);
         let packets = flow.packets.saturating_mul(rate);
 
@@ -231,20 +245,31 @@ impl Aggregator {
                 ]
             },
         );
-        bump(
-            &mut self.by_sampler,
-            flow.sampler,
-            [1, bytes, packets],
-            |s| {
-                let s = addr_label(*s);
+        match self.by_sampler.get_mut(&flow.sampler) {
+            Some(s) => {
+                s.cell.add([1, bytes, packets]);
+                s.last_rate = rate;
+            }
+            None => {
+                let s = addr_label(flow.sampler);
                 let labels = [("sampler_address", s.as_str())];
-                [
+                let mut cell = Cell::new([
                     reg.counter(t::FLOWS_BY_SAMPLER, &labels),
                     reg.counter(t::BYTES_BY_SAMPLER, &labels),
                     reg.counter(t::PACKETS_BY_SAMPLER, &labels),
-                ]
-            },
-        );
+                ]);
+                cell.add([1, bytes, packets]);
+                let rate_gauge = reg.gauge(t::SAMPLING_RATE, &labels);
+                self.by_sampler.insert(
+                    flow.sampler,
+                    SamplerCell {
+                        cell,
+                        last_rate: rate,
+                        rate_gauge,
+                    },
+                );
+            }
+        }
         let slot = &mut self.by_protocol[flow.proto.map_or(256, usize::from)];
         slot.get_or_insert_with(|| {
             let labels = [("protocol", protocol_name(flow.proto))];
@@ -277,7 +302,14 @@ impl Aggregator {
     /// Moves every pending delta into the registry and refreshes the active-flows gauges.
     pub fn publish(&mut self, now: u64) {
         self.by_sampler_type.values_mut().for_each(Cell::flush);
-        self.by_sampler.values_mut().for_each(Cell::flush);
+        for s in self.by_sampler.values_mut() {
+            s.cell.flush();
+            s.rate_gauge.set(s.last_rate as f64);
+        }
+        if self.unknown_rate_pending != 0 {
+            self.unknown_rate.increment(self.unknown_rate_pending);
+            self.unknown_rate_pending = 0;
+        }
         self.by_protocol.iter_mut().flatten().for_each(Cell::flush);
         self.by_src.values_mut().for_each(Cell::flush);
         self.by_dst.values_mut().for_each(Cell::flush);

@@ -68,16 +68,27 @@ impl SamplingPolicy {
     }
 
     /// The multiplier for a flow from `sampler` that carries `carried` (0 = unknown).
+    #[inline]
+    pub fn rate(&self, sampler: Option<IpAddr>, carried: u64) -> u64 {
+        self.resolve(sampler, carried).0
+    }
+
+    /// The multiplier, and whether the rate was known (an override, or carried by the flow)
+    /// rather than the default standing in for an unknown one.
     ///
     /// The override list is short (one entry per router group), so a linear scan beats any index.
     #[inline]
-    pub fn rate(&self, sampler: Option<IpAddr>, carried: u64) -> u64 {
+    pub fn resolve(&self, sampler: Option<IpAddr>, carried: u64) -> (u64, bool) {
         if let Some(addr) = sampler
             && let Some(o) = self.overrides.iter().find(|o| o.net.contains(&addr))
         {
-            return o.rate;
+            return (o.rate, true);
         }
-        if carried == 0 { self.default } else { carried }
+        if carried == 0 {
+            (self.default, false)
+        } else {
+            (carried, true)
+        }
     }
 }
 

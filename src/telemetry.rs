@@ -22,6 +22,13 @@ pub const BYTES_BY_DST_ADDR: &str = "goflow_bytes_by_dst_addr_total";
 pub const FLOWS_BY_SAMPLER: &str = "goflow_flows_by_sampler_total";
 pub const BYTES_BY_SAMPLER: &str = "goflow_bytes_by_sampler_total";
 pub const PACKETS_BY_SAMPLER: &str = "goflow_packets_by_sampler_total";
+pub const SAMPLING_RATE: &str = "goflow_sampling_rate";
+pub const UNKNOWN_SAMPLING_RATE: &str = "goflow_flows_unknown_sampling_rate_total";
+pub const EXPORTER_DATAGRAMS: &str = "goflow_exporter_datagrams_total";
+pub const EXPORTER_BYTES: &str = "goflow_exporter_bytes_total";
+pub const EXPORTER_TEMPLATES: &str = "goflow_exporter_templates";
+pub const UDP_KERNEL_DROPS: &str = "goflow_udp_kernel_drops_total";
+pub const REPLAY_DATAGRAMS: &str = "goflow_replay_datagrams_total";
 pub const ACTIVE_FLOWS: &str = "goflow_active_flows";
 pub const ACTIVE_FLOWS_OVERFLOW: &str = "goflow_active_flows_overflow_total";
 pub const PARSE_ERRORS: &str = "goflow_parse_errors_total";
@@ -115,6 +122,48 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         Kind::Counter,
         None,
         "Packets by sampler, multiplied by the sampling rate.",
+    ),
+    (
+        SAMPLING_RATE,
+        Kind::Gauge,
+        None,
+        "Sampling rate (1 in N) last applied to a flow of the sampler, after overrides and the default.",
+    ),
+    (
+        UNKNOWN_SAMPLING_RATE,
+        Kind::Counter,
+        None,
+        "Flows whose sampling rate was unknown (0, no override): --sampling-rate-default was applied.",
+    ),
+    (
+        EXPORTER_DATAGRAMS,
+        Kind::Counter,
+        None,
+        "UDP datagrams received per exporter (native collector and --replay).",
+    ),
+    (
+        EXPORTER_BYTES,
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "UDP payload bytes received per exporter (native collector and --replay).",
+    ),
+    (
+        EXPORTER_TEMPLATES,
+        Kind::Gauge,
+        None,
+        "v9/IPFIX templates currently known per exporter (all source ids / domains).",
+    ),
+    (
+        UDP_KERNEL_DROPS,
+        Kind::Counter,
+        None,
+        "Datagrams the kernel dropped on a listener's sockets because the receive buffer was full (SO_RXQ_OVFL).",
+    ),
+    (
+        REPLAY_DATAGRAMS,
+        Kind::Counter,
+        None,
+        "UDP datagrams read from the --replay capture.",
     ),
     (
         ACTIVE_FLOWS,

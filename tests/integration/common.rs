@@ -136,6 +136,18 @@ impl Exporter {
         }
     }
 
+    /// Scrapes until `done` holds, then once more: a scrape publishes what was recorded before it
+    /// began, and an input's own counters (lines read) are bumped right after its flows are
+    /// recorded, so the scrape after the one that saw the input complete shows every flow.
+    pub fn scrape_settled(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&MetricMap) -> bool,
+    ) -> MetricMap {
+        self.scrape_until(timeout, done);
+        self.scrape()
+    }
+
     /// Waits for the process to exit, up to `timeout`.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let start = Instant::now();

@@ -131,6 +131,20 @@ fn expected() -> MetricMap {
             n,
         );
     }
+    // The rate last applied per sampler (file order: 192.0.2.2's last line has rate 3).
+    for (sampler, rate) in [
+        ("192.0.2.1", 100.0),
+        ("192.0.2.2", 3.0),
+        ("198.51.100.7", 4.0),
+        ("2001:db8::ff", 1.0),
+    ] {
+        put(
+            &format!(r#"goflow_sampling_rate{{sampler_address="{sampler}"}}"#),
+            rate,
+        );
+    }
+    // Rate 0 without an override: lines 3, 9a, 9b and 15 (line 6 is overridden).
+    put("goflow_flows_unknown_sampling_rate_total", 4.0);
     put("goflow_active_flows_overflow_total", 0.0);
     for (error_type, n) in [
         ("invalid_json", 2.0),
@@ -165,7 +179,7 @@ fn golden_scrape_equals_hand_computed_map() {
         "198.51.100.0/24=4",
     ]);
     exporter.feed_and_close(&data);
-    let got = exporter.scrape_until(Duration::from_secs(10), |m| {
+    let got = exporter.scrape_settled(Duration::from_secs(10), |m| {
         m.get("goflow_stdin_lines_total") == Some(&16.0)
     });
     let want = expected();

@@ -74,7 +74,7 @@ fn malformed_input_is_counted_and_bounded() {
     stdin.flush().unwrap();
 
     let lines = 100.0 + 1.0 + 3.0 + 6.0 + 8.0 + 1.0;
-    let m = exporter.scrape_until(Duration::from_secs(20), |m| {
+    let m = exporter.scrape_settled(Duration::from_secs(20), |m| {
         m.get("goflow_stdin_lines_total") == Some(&lines)
     });
     let errors = family(&m, "goflow_parse_errors_total");
