@@ -5,13 +5,17 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
 use crate::Config;
 use crate::aggregate::AggregatorConfig;
+use crate::decode::netflow::DecoderLimits;
+use crate::input::datagram::PipelineConfig;
 use crate::input::stdin::DEFAULT_MAX_LINE_BYTES;
+use crate::input::udp::ListenSpec;
 use crate::sampling::{RateOverride, SamplingPolicy};
 
 /// Whether to read goflow2 JSON lines from stdin.
@@ -25,9 +29,10 @@ pub enum StdinMode {
 
 /// Turns NetFlow/IPFIX flows into Prometheus metrics.
 ///
-/// Reads goflow2's JSON lines on stdin (`goflow2 -listen netflow://:2055 | goflow2-exporter`)
-/// and serves flows, bytes and packets per sampler, protocol and address, scaled by the sampling
-/// rate, on /metrics. Every flag can also be set through the environment variable shown.
+/// Reads goflow2's JSON lines on stdin (`goflow2 -listen netflow://:2055 | goflow2-exporter`) or
+/// collects NetFlow v5/v9/IPFIX itself on UDP (`--listen netflow://:2055`), and serves flows,
+/// bytes and packets per sampler, protocol and address, scaled by the sampling rate, on
+/// /metrics. Every flag can also be set through the environment variable shown.
 #[derive(Debug, Parser)]
 #[command(name = "goflow2-exporter", version, about, long_about)]
 pub struct Cli {
@@ -35,15 +40,47 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = StdinMode::Auto, env = "GOFLOW2_EXPORTER_STDIN")]
     pub stdin: StdinMode,
 
-    /// Native NetFlow/IPFIX collector, e.g. netflow://0.0.0.0:2055 (repeatable). Reserved: the
-    /// native collector is not in this version yet.
+    /// Native NetFlow v5/v9/IPFIX collector, goflow2 syntax: netflow://HOST:PORT[?count=N]
+    /// (N sockets share the port with SO_REUSEPORT). Repeatable. Default: netflow://0.0.0.0:2055
+    /// unless stdin is read or --replay is given.
     #[arg(
         long,
         value_name = "URL",
         env = "GOFLOW2_EXPORTER_LISTEN",
         value_delimiter = ','
     )]
-    pub listen: Vec<String>,
+    pub listen: Vec<ListenSpec>,
+
+    /// Receive buffer (SO_RCVBUF) per UDP socket, in bytes; the size the kernel granted is logged.
+    #[arg(long, value_name = "BYTES", env = "GOFLOW2_EXPORTER_RCVBUF")]
+    pub rcvbuf: Option<usize>,
+
+    /// Decode the UDP datagrams of a pcap/pcapng capture (any port, IPv4 and IPv6) as if they
+    /// arrived from their original source addresses, then keep serving metrics (with
+    /// --exit-on-eof: exit after the file).
+    #[arg(long, value_name = "FILE", env = "GOFLOW2_EXPORTER_REPLAY")]
+    pub replay: Option<PathBuf>,
+
+    /// Most exporters (address:port × version × source id) whose templates are kept, least
+    /// recently seen evicted first; also the most exporters with their own per-exporter series.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000),
+        env = "GOFLOW2_EXPORTER_MAX_EXPORTERS"
+    )]
+    pub max_exporters: u64,
+
+    /// An exporter silent for this long loses its templates and sampling state.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1h",
+        value_parser = parse_window,
+        env = "GOFLOW2_EXPORTER_EXPORTER_IDLE"
+    )]
+    pub exporter_idle: Duration,
 
     /// Address to serve /metrics and /healthz on.
     #[arg(
@@ -136,20 +173,34 @@ fn parse_window(s: &str) -> Result<Duration, String> {
 impl Cli {
     /// Validates the flags into a [`Config`]. The error is a sentence for the user.
     pub fn into_config(self) -> Result<Config, String> {
-        if !self.listen.is_empty() {
-            return Err(format!(
-                "--listen {} : the native NetFlow/IPFIX collector is not available in this version; \
-                 pipe goflow2's JSON output into stdin instead",
-                self.listen.join(",")
-            ));
-        }
         let read_stdin = match self.stdin {
             StdinMode::On => true,
             StdinMode::Off => false,
             StdinMode::Auto => !std::io::stdin().is_terminal(),
         };
+        // Never fight goflow2 for its port: the default listener only when nothing else is read.
+        let listen = if self.listen.is_empty() && !read_stdin && self.replay.is_none() {
+            vec![ListenSpec {
+                addr: SocketAddr::from(([0, 0, 0, 0], 2055)),
+                count: 1,
+            }]
+        } else {
+            self.listen
+        };
+        let max_exporters = usize::try_from(self.max_exporters).unwrap_or(usize::MAX);
         Ok(Config {
             read_stdin,
+            listen,
+            rcvbuf: self.rcvbuf,
+            replay: self.replay,
+            decoder: DecoderLimits {
+                max_exporters,
+                ..DecoderLimits::default()
+            },
+            pipeline: PipelineConfig {
+                max_exporter_series: max_exporters,
+                exporter_idle: self.exporter_idle,
+            },
             metrics_addr: self.metrics_addr,
             exit_on_eof: self.exit_on_eof,
             max_line_bytes: self.max_line_bytes,

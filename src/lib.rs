@@ -6,6 +6,10 @@
 //! ```text
 //! stdin (input::stdin, own OS thread)     I/O only: lines, batches, error tallies
 //!   → decode::goflow_json                 pure: one line → Flow records or an ErrorType
+//! UDP (input::udp, a thread per socket)   I/O only: datagrams, kernel drop counts
+//! --replay (input::replay + capture)      datagrams of a pcap/pcapng file
+//!   → input::datagram                     per-input decoder owner, per-exporter counters
+//!   → decode::netflow                     one datagram + exporter state → Flow records
 //!   → flow::Flow                          the one record every input produces
 //!   → aggregate::Aggregator               the only writer of flow metrics (pending deltas + cached handles)
 //!   → telemetry::Registry                 metric names, HELP, the Prometheus recorder
@@ -18,6 +22,7 @@
 //! `--exit-on-eof`) cancels.
 
 pub mod aggregate;
+pub mod capture;
 pub mod cli;
 pub mod decode;
 pub mod flow;
@@ -28,6 +33,7 @@ pub mod sampling;
 pub mod telemetry;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -37,7 +43,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::aggregate::{Aggregator, AggregatorConfig};
+use crate::decode::netflow::{DecoderLimits, NetflowParserDecoder};
+use crate::input::datagram::{DatagramPipeline, PipelineConfig};
+use crate::input::replay::Capture;
 use crate::input::stdin::{StdinSink, StdinSummary};
+use crate::input::udp::{BoundListener, ListenSpec};
 use crate::telemetry::Registry;
 
 /// The aggregator shared by the inputs and the scrape handler. A std mutex: it is held for one
@@ -71,6 +81,12 @@ impl Clock {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub read_stdin: bool,
+    /// UDP listeners of the native collector (empty: none).
+    pub listen: Vec<ListenSpec>,
+    pub rcvbuf: Option<usize>,
+    pub replay: Option<PathBuf>,
+    pub decoder: DecoderLimits,
+    pub pipeline: PipelineConfig,
     pub metrics_addr: SocketAddr,
     pub exit_on_eof: bool,
     pub max_line_bytes: usize,
@@ -87,14 +103,33 @@ pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen for /metrics on {addr} (--metrics-addr)"))
 }
 
-/// Runs the exporter until `shutdown` is cancelled (or stdin ends, with `--exit-on-eof`).
-///
-/// `stdin` is the reader for the stdin input when `config.read_stdin` is set; tests pass any
-/// reader.
+/// Everything the exporter reads, opened before [`run`] so that start-up errors (a port in use,
+/// a file that is not a capture) end the program before anything else starts.
+pub struct Inputs {
+    pub metrics: TcpListener,
+    /// The stdin reader, when `config.read_stdin` (tests pass any reader).
+    pub stdin: Option<Box<dyn std::io::BufRead + Send>>,
+    pub udp: Vec<BoundListener>,
+    pub replay: Option<Capture>,
+}
+
+/// Binds the UDP listeners of `config`, with errors that name the listener.
+pub fn bind_udp(config: &Config) -> anyhow::Result<Vec<BoundListener>> {
+    config
+        .listen
+        .iter()
+        .map(|spec| {
+            input::udp::bind(spec, config.rcvbuf)
+                .with_context(|| format!("cannot listen on {spec} (--listen)"))
+        })
+        .collect()
+}
+
+/// Runs the exporter until `shutdown` is cancelled (or, with `--exit-on-eof`, until stdin and
+/// the replay file are done).
 pub async fn run(
     config: Config,
-    metrics_listener: TcpListener,
-    stdin: Option<Box<dyn std::io::BufRead + Send>>,
+    inputs: Inputs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let registry = Arc::new(Registry::new());
@@ -103,22 +138,28 @@ pub async fn run(
         registry.clone(),
         config.aggregator.clone(),
     )));
-    // Registers the stdin self metrics and every parse-error series at 0 even when stdin is off,
-    // so the exposition's shape does not depend on the mode.
+    // Registers the stdin self metrics and every parse-error series at 0 whatever the mode, so
+    // the exposition's shape does not depend on it.
     let stdin_sink = StdinSink::new(&registry, aggregator.clone(), clock);
+    let replay_datagrams = registry.counter(telemetry::REPLAY_DATAGRAMS, &[]);
+    let pipeline = || {
+        DatagramPipeline::new(
+            Box::new(NetflowParserDecoder::new(config.decoder)),
+            config.pipeline,
+            registry.clone(),
+            aggregator.clone(),
+            clock,
+        )
+    };
 
     let state = http::AppState {
         registry: registry.clone(),
         aggregator: aggregator.clone(),
         clock,
     };
-    let addr = metrics_listener.local_addr()?;
+    let addr = inputs.metrics.local_addr()?;
     info!(%addr, "serving metrics on http://{addr}/metrics");
-    let http_task = tokio::spawn(http::serve(
-        metrics_listener,
-        state.clone(),
-        shutdown.clone(),
-    ));
+    let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
 
     // Publishes pending deltas every second even when nobody scrapes, so the active-flows window
     // keeps moving and upkeep runs.
@@ -143,10 +184,30 @@ pub async fn run(
         })
     };
 
-    let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
-    match (config.read_stdin, stdin) {
+    // Native collector: one thread and one decoder per socket.
+    let mut udp_threads = Vec::new();
+    for listener in inputs.udp {
+        input::udp::log_bound(&listener, config.rcvbuf);
+        let label = listener.spec.to_string();
+        let drops = registry.counter(telemetry::UDP_KERNEL_DROPS, &[("listener", &label)]);
+        for (i, socket) in listener.sockets.into_iter().enumerate() {
+            let (pipeline, drops, shutdown) = (pipeline(), drops.clone(), shutdown.clone());
+            udp_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("udp-{i}"))
+                    .spawn(move || input::udp::run_socket(socket, pipeline, drops, shutdown))
+                    .context("cannot start a UDP thread")?,
+            );
+        }
+    }
+
+    // Finite inputs (stdin, replay) report their end on this channel.
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let mut finite = 0;
+    match (config.read_stdin, inputs.stdin) {
         (true, Some(reader)) => {
-            let max_line = config.max_line_bytes;
+            finite += 1;
+            let (max_line, done) = (config.max_line_bytes, done_tx.clone());
             std::thread::Builder::new()
                 .name("stdin".into())
                 .spawn(move || {
@@ -155,20 +216,50 @@ pub async fn run(
                         Ok(s) => log_eof(&s),
                         Err(e) => error!(error = %e, "reading stdin failed; stdin input stopped"),
                     }
-                    let _ = eof_tx.send(());
+                    let _ = done.send("stdin");
                 })
                 .context("cannot start the stdin thread")?;
         }
-        _ => {
-            warn!("no input: stdin is not read (--stdin off, or a terminal); serving metrics only");
-            drop(eof_tx);
+        _ if config.listen.is_empty() && inputs.replay.is_none() => {
+            warn!(
+                "no input: stdin is not read (--stdin off, or a terminal) and no --listen; serving metrics only"
+            );
         }
+        _ => {}
     }
+    if let Some(capture) = inputs.replay {
+        finite += 1;
+        let (mut pipeline, done) = (pipeline(), done_tx.clone());
+        let path = config.replay.clone().unwrap_or_default();
+        std::thread::Builder::new()
+            .name("replay".into())
+            .spawn(move || {
+                let s = input::replay::run(&capture, &mut pipeline, &replay_datagrams);
+                info!(
+                    file = %path.display(),
+                    datagrams = s.datagrams,
+                    flows = s.flows,
+                    errors = s.errors,
+                    skipped_packets = capture.stats.skipped_non_udp
+                        + capture.stats.skipped_fragments
+                        + capture.stats.skipped_malformed,
+                    "replay finished; all datagrams of the file are counted"
+                );
+                let _ = done.send("replay");
+            })
+            .context("cannot start the replay thread")?;
+    }
+    drop(done_tx);
 
-    if config.exit_on_eof && config.read_stdin {
+    if config.exit_on_eof && finite > 0 {
+        let all_done = async {
+            for _ in 0..finite {
+                done_rx.recv().await;
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = eof_rx => info!("--exit-on-eof: stdin is done, exiting"),
+            _ = all_done => info!("--exit-on-eof: all finite inputs are done, exiting"),
         }
     } else {
         shutdown.cancelled().await;
@@ -179,6 +270,10 @@ pub async fn run(
         Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
         Err(_) => warn!("HTTP server did not drain in time"),
         _ => {}
+    }
+    // UDP threads notice the token within one receive timeout (200 ms).
+    for t in udp_threads {
+        let _ = t.join();
     }
     info!("stopped");
     Ok(())

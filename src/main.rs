@@ -35,7 +35,13 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let listener = goflow2_exporter::bind_metrics(config.metrics_addr).await?;
+        // Open everything first: a port in use or a bad capture file ends start-up with exit 1.
+        let metrics = goflow2_exporter::bind_metrics(config.metrics_addr).await?;
+        let udp = goflow2_exporter::bind_udp(&config)?;
+        let replay = match &config.replay {
+            Some(path) => Some(goflow2_exporter::input::replay::load(path)?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         let stdin: Option<Box<dyn std::io::BufRead + Send>> = config.read_stdin.then(|| {
@@ -44,7 +50,13 @@ fn main() -> ExitCode {
                 std::io::stdin(),
             )) as Box<dyn std::io::BufRead + Send>
         });
-        goflow2_exporter::run(config, listener, stdin, shutdown).await
+        let inputs = goflow2_exporter::Inputs {
+            metrics,
+            stdin,
+            udp,
+            replay,
+        };
+        goflow2_exporter::run(config, inputs, shutdown).await
     });
     // The stdin thread may still be blocked in read(): do not wait for it.
     runtime.shutdown_background();

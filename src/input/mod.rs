@@ -4,7 +4,10 @@
 //! errors per batch, and hands the batch to the shared [`Aggregator`](crate::aggregate::Aggregator)
 //! under one lock per batch.
 
+pub mod datagram;
+pub mod replay;
 pub mod stdin;
+pub mod udp;
 
 use metrics::Counter;
 
