@@ -157,6 +157,9 @@ pub async fn run(
         aggregator: aggregator.clone(),
         clock,
     };
+    for listener in &inputs.udp {
+        input::udp::log_bound(listener, config.rcvbuf);
+    }
     let addr = inputs.metrics.local_addr()?;
     info!(%addr, "serving metrics on http://{addr}/metrics");
     let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
@@ -187,7 +190,6 @@ pub async fn run(
     // Native collector: one thread and one decoder per socket.
     let mut udp_threads = Vec::new();
     for listener in inputs.udp {
-        input::udp::log_bound(&listener, config.rcvbuf);
         let label = listener.spec.to_string();
         let drops = registry.counter(telemetry::UDP_KERNEL_DROPS, &[("listener", &label)]);
         for (i, socket) in listener.sockets.into_iter().enumerate() {

@@ -45,6 +45,8 @@ pub fn shared_dir() -> Option<PathBuf> {
 pub struct Exporter {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The first UDP listener's address, when one was logged at start-up.
+    udp: Option<SocketAddr>,
     logs: Arc<Mutex<String>>,
 }
 
@@ -73,6 +75,7 @@ impl Exporter {
             .expect("binary starts");
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
+        let (udp_tx, udp_rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
         std::thread::spawn(move || {
@@ -80,6 +83,14 @@ impl Exporter {
                 if let Some(rest) = line.split("serving metrics on http://").nth(1) {
                     let addr = rest.split('/').next().unwrap_or_default().to_string();
                     let _ = tx.send(addr);
+                }
+                if let Some(rest) = line.split("listening for NetFlow/IPFIX on udp://").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    let _ = udp_tx.send(addr);
                 }
                 let mut logs = sink.lock().unwrap();
                 logs.push_str(&line);
@@ -93,7 +104,19 @@ impl Exporter {
                 panic!("exporter did not start; logs:\n{}", logs.lock().unwrap());
             }
         };
-        Exporter { child, addr, logs }
+        // The UDP listener is logged before the metrics address.
+        let udp = udp_rx.try_recv().ok().and_then(|a| a.parse().ok());
+        Exporter {
+            child,
+            addr,
+            udp,
+            logs,
+        }
+    }
+
+    /// The first `--listen` socket's address (the test must have passed `--listen`).
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp.expect("the exporter logged a UDP listener")
     }
 
     pub fn stdin(&mut self) -> &mut ChildStdin {

@@ -3,6 +3,9 @@
 
 mod common;
 mod lifecycle;
+mod native_fixtures;
+mod native_flood;
+mod native_vs_stdin;
 mod promtool;
 mod stdin_golden;
 mod stdin_malformed;

@@ -1,0 +1,315 @@
+//! Real exports through the native collector, compared with an independent decoder.
+//!
+//! For every capture in `testdata/fixtures/` (made by softflowd and pmacct, see its README) and
+//! in `../shared/captures/`: the datagrams are sent over real UDP on loopback to
+//! `--listen netflow://127.0.0.1:<port>`, and separately fed with `--replay`; `/metrics` must
+//! equal tshark's totals (`scripts/tshark-expected.py`), with bytes and packets multiplied by the
+//! sampling rate tshark found for each record. The fixtures' expected totals are committed; the
+//! shared captures' are computed by running tshark here.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use goflow2_exporter::capture::read_datagrams;
+use goflow2_exporter::names::protocol_name;
+use serde_json::Value;
+
+use crate::common::{Exporter, MetricMap, available, family, repo_path, shared_dir};
+
+/// Sum of a family's series.
+fn total(m: &MetricMap, name: &str) -> f64 {
+    family(m, &format!("{name}{{")).values().sum()
+}
+
+/// Asserts that the scrape `m` shows tshark's totals `want`, with exporter addresses renamed by
+/// `sampler_of`.
+fn assert_matches(what: &str, m: &MetricMap, want: &Value, sampler_of: &dyn Fn(&str) -> String) {
+    let s = &want["sampling"]["scaled_by"];
+    let mut expected = MetricMap::new();
+    let mut got = MetricMap::new();
+    let mut put = |k: String, v: &Value| {
+        *expected.entry(k).or_default() += v.as_f64().unwrap();
+    };
+    for (key, t) in s["by_exporter"].as_object().unwrap() {
+        let (addr, ty) = key.split_once('|').unwrap();
+        let l = format!(r#"flow_type="{ty}",sampler_address="{}""#, sampler_of(addr));
+        put(format!("goflow_flows_total{{{l}}}"), &t["flows"]);
+        put(format!("goflow_bytes_total{{{l}}}"), &t["bytes"]);
+        put(format!("goflow_packets_total{{{l}}}"), &t["packets"]);
+    }
+    for (proto, t) in s["by_protocol"].as_object().unwrap() {
+        // tshark's "None": the template has no protocol field (softflowd's ICMP templates).
+        let l = format!(r#"protocol="{}""#, protocol_name(proto.parse::<u8>().ok()));
+        put(
+            format!("goflow_flows_by_protocol_total{{{l}}}"),
+            &t["flows"],
+        );
+        put(
+            format!("goflow_bytes_by_protocol_total{{{l}}}"),
+            &t["bytes"],
+        );
+        put(
+            format!("goflow_packets_by_protocol_total{{{l}}}"),
+            &t["packets"],
+        );
+    }
+    for (dir, family_key) in [("src", "by_src_addr"), ("dst", "by_dst_addr")] {
+        for (addr, t) in s[family_key].as_object().unwrap() {
+            let l = format!(r#"{dir}_addr="{addr}""#);
+            put(
+                format!("goflow_flows_by_{dir}_addr_total{{{l}}}"),
+                &t["flows"],
+            );
+            put(
+                format!("goflow_bytes_by_{dir}_addr_total{{{l}}}"),
+                &t["bytes"],
+            );
+        }
+    }
+    for (k, v) in m {
+        let is_flow_family = [
+            "goflow_flows_total{",
+            "goflow_bytes_total{",
+            "goflow_packets_total{",
+            "goflow_flows_by_protocol_total{",
+            "goflow_bytes_by_protocol_total{",
+            "goflow_packets_by_protocol_total{",
+            "goflow_flows_by_src_addr_total{",
+            "goflow_bytes_by_src_addr_total{",
+            "goflow_flows_by_dst_addr_total{",
+            "goflow_bytes_by_dst_addr_total{",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p));
+        if is_flow_family {
+            got.insert(k.clone(), *v);
+        }
+    }
+    if got != expected {
+        let diff: Vec<_> = expected
+            .iter()
+            .filter(|(k, v)| got.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: want {v}, got {:?}", got.get(k)))
+            .chain(
+                got.iter()
+                    .filter(|(k, _)| !expected.contains_key(*k))
+                    .map(|(k, v)| format!("{k}: unexpected {v}")),
+            )
+            .collect();
+        panic!(
+            "{what}: scrape differs from tshark's totals:\n{}",
+            diff.join("\n")
+        );
+    }
+    assert_eq!(
+        total(m, "goflow_parse_errors_total"),
+        0.0,
+        "{what}: decode errors"
+    );
+    assert_eq!(
+        total(m, "goflow_flows_total"),
+        want["flow_records"].as_f64().unwrap(),
+        "{what}: flow records"
+    );
+}
+
+/// Sends every UDP datagram of `pcap` to `target`, from one local socket per original exporter
+/// (address and port), keeping their order. Original loopback sources keep their address; others
+/// are mapped to 127.0.0.100 and up. Returns (datagrams sent, original address -> sent-from).
+fn send_capture(pcap: &Path, exporter: &Exporter) -> (u64, HashMap<String, String>) {
+    let bytes = std::fs::read(pcap).unwrap();
+    let (datagrams, _) = read_datagrams(&bytes).expect("a capture");
+    let target = exporter.udp_addr();
+    let mut ip_map: HashMap<IpAddr, IpAddr> = HashMap::new();
+    let mut sockets: HashMap<SocketAddr, UdpSocket> = HashMap::new();
+    let mut sent = 0u64;
+    for d in &datagrams {
+        let n = ip_map.len();
+        let local_ip = *ip_map.entry(d.src.ip()).or_insert_with(|| {
+            if d.src.ip().is_loopback() {
+                d.src.ip()
+            } else {
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, 100 + n as u8))
+            }
+        });
+        let socket = sockets
+            .entry(d.src)
+            .or_insert_with(|| UdpSocket::bind((local_ip, 0)).expect("bind a loopback source"));
+        socket.send_to(d.payload, target).unwrap();
+        sent += 1;
+        if sent % 50 == 0 {
+            // Paced by the exporter's progress: this test is about decoding, not overload.
+            exporter.scrape_until(Duration::from_secs(30), |m| {
+                total(m, "goflow_exporter_datagrams_total") >= sent as f64
+            });
+        }
+    }
+    let names = ip_map
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    (sent, names)
+}
+
+/// Checks one capture through UDP and through `--replay`.
+fn check_capture(pcap: &Path, want: &Value) {
+    let what = pcap.file_name().unwrap().to_string_lossy().to_string();
+    let udp = Exporter::start(&[
+        "--stdin",
+        "off",
+        "--listen",
+        "netflow://127.0.0.1:0",
+        "--rcvbuf",
+        "4194304",
+    ]);
+    let (sent, names) = send_capture(pcap, &udp);
+    assert_eq!(
+        sent,
+        want["datagrams"].as_u64().unwrap(),
+        "{what}: datagrams"
+    );
+    let m = udp.scrape_settled(Duration::from_secs(30), |m| {
+        total(m, "goflow_exporter_datagrams_total") >= sent as f64
+    });
+    assert_eq!(
+        total(&m, "goflow_udp_kernel_drops_total"),
+        0.0,
+        "{what}: kernel drops"
+    );
+    assert_matches(&format!("{what} over UDP"), &m, want, &|a| names[a].clone());
+
+    let replay = Exporter::start(&["--stdin", "off", "--replay", pcap.to_str().unwrap()]);
+    let m = replay.scrape_settled(Duration::from_secs(30), |m| {
+        m.get("goflow_replay_datagrams_total") == Some(&(sent as f64))
+    });
+    assert_matches(&format!("{what} via --replay"), &m, want, &|a| {
+        a.to_string()
+    });
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(repo_path("testdata/fixtures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .filter(|p| p.with_extension("expected.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn fixtures_match_tshark_totals() {
+    let list = fixtures();
+    assert!(list.len() >= 12, "fixtures missing: {list:?}");
+    for pcap in list {
+        let want: Value =
+            serde_json::from_slice(&std::fs::read(pcap.with_extension("expected.json")).unwrap())
+                .unwrap();
+        check_capture(&pcap, &want);
+    }
+}
+
+/// Runs tshark (through the fixture script) on a shared capture.
+fn tshark_totals(pcap: &Path) -> Value {
+    let bytes = std::fs::read(pcap).unwrap();
+    let (datagrams, _) = read_datagrams(&bytes).unwrap();
+    let port = datagrams[0].dst.port();
+    let name = pcap.file_stem().unwrap().to_string_lossy().to_string();
+    let out = Command::new("python3")
+        .arg(repo_path("scripts/tshark-expected.py"))
+        .arg(pcap)
+        .arg(port.to_string())
+        .arg(&name)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn shared_captures_match_tshark_totals() {
+    let Some(shared) = shared_dir() else {
+        available(false, "../shared (captures)");
+        return;
+    };
+    let has_tshark = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(has_tshark, "tshark (Debian package tshark)") {
+        return;
+    }
+    let mut list: Vec<PathBuf> = std::fs::read_dir(shared.join("captures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pcap"))
+        .collect();
+    list.sort();
+    assert!(list.len() >= 7, "{list:?}");
+    for pcap in &list {
+        let want = tshark_totals(pcap);
+        check_capture(pcap, &want);
+    }
+}
+
+#[test]
+fn mikrotik_juniper_and_nprobe_specifics() {
+    let Some(shared) = shared_dir() else {
+        available(false, "../shared (captures)");
+        return;
+    };
+    let cap = |n: &str| shared.join("captures").join(n);
+    let replay = |p: &Path| {
+        let e = Exporter::start(&["--stdin", "off", "--replay", p.to_str().unwrap()]);
+        let m = e.scrape_settled(Duration::from_secs(10), |m| {
+            m.get("goflow_replay_datagrams_total")
+                .is_some_and(|n| *n >= 1.0)
+        });
+        (e, m)
+    };
+
+    // MikroTik RouterOS 6.39.2 IPFIX: 46 flows (28 IPv4 in template 258, 18 IPv6 in 259).
+    let (_e, m) = replay(&cap("mikrotik-ros6.39.2-ipfix-t258-t259.pcap"));
+    assert_eq!(total(&m, "goflow_flows_total"), 46.0);
+    let src = family(&m, "goflow_flows_by_src_addr_total{");
+    let v4 = src
+        .iter()
+        .filter(|(k, _)| !k.contains(':'))
+        .map(|(_, v)| v)
+        .sum::<f64>();
+    let v6 = src
+        .iter()
+        .filter(|(k, _)| k.contains(':'))
+        .map(|(_, v)| v)
+        .sum::<f64>();
+    assert_eq!((v4, v6), (28.0, 18.0), "{src:#?}");
+    assert!(src.contains_key(r#"goflow_flows_by_src_addr_total{src_addr="fe80::ff:fe00:401"}"#));
+
+    // Juniper MX80 v5, header sampling 1000: bytes and packets x1000.
+    let (_e, m) = replay(&cap("juniper-mx80-netflow5-sampled.pcap"));
+    assert_eq!(
+        m[r#"goflow_sampling_rate{sampler_address="192.0.2.1"}"#],
+        1000.0
+    );
+    assert_eq!(total(&m, "goflow_flows_total"), 29.0);
+    let bytes = total(&m, "goflow_bytes_total");
+    assert_eq!(bytes % 1000.0, 0.0);
+    assert!(bytes >= 29_000.0);
+
+    // nProbe with two source ids on one exporter: each id's data decodes with its own
+    // templates, nothing goes missing.
+    let (_e, m) = replay(&cap("nprobe-nfv9-two-source-ids.pcap"));
+    assert_eq!(total(&m, "goflow_flows_total"), 2.0);
+    assert_eq!(
+        m[r#"goflow_parse_errors_total{error_type="missing_template"}"#],
+        0.0
+    );
+}
