@@ -179,7 +179,7 @@ fn environment_variables_configure_flags() {
 
 #[test]
 fn routes() {
-    let exporter = Exporter::start(&["--stdin", "off"]);
+    let exporter = Exporter::start(&["--stdin", "off", "--listen", "netflow://127.0.0.1:0"]);
     assert_eq!(
         http_get(exporter.addr, "/healthz"),
         (200, "ok\n".to_string())
@@ -219,4 +219,120 @@ fn help_lists_every_flag_with_its_environment_variable() {
         let env = format!("GOFLOW2_EXPORTER_{}", flag.to_uppercase().replace('-', "_"));
         assert!(help.contains(&env), "{env} missing from --help");
     }
+}
+
+#[test]
+fn listener_port_in_use_is_a_clear_error_and_exit_1() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+        .args(["--metrics-addr", "127.0.0.1:0", "--stdin", "off"])
+        .args(["--listen", &format!("netflow://{addr}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on netflow://{addr} (--listen)"))
+            && err.contains("in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn replay_of_a_file_that_is_not_a_capture_is_a_clear_error() {
+    for (file, needle) in [
+        ("Cargo.toml", "not a pcap or pcapng capture"),
+        ("no/such/file.pcap", "cannot read --replay file"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--stdin",
+                "off",
+                "--replay",
+                file,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle) && err.contains(file), "{file}: {err}");
+    }
+}
+
+#[test]
+fn default_listener_only_when_nothing_else_is_read() {
+    // Neither stdin nor --replay: the native collector on 0.0.0.0:2055 (or a clear error if
+    // something on this machine holds that port; either way the default was chosen).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+        .args(["--metrics-addr", "127.0.0.1:0", "--stdin", "off"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listening for NetFlow/IPFIX on udp://0.0.0.0:2055")
+            || err.contains("cannot listen on netflow://0.0.0.0:2055"),
+        "{err}"
+    );
+
+    // Reading stdin: no listener, so `goflow2 | goflow2-exporter` never fights goflow2.
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    exporter.feed_and_close(b"");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !exporter.logs().contains("listening for NetFlow/IPFIX"),
+        "{}",
+        exporter.logs()
+    );
+}
+
+#[test]
+fn replay_with_exit_on_eof_exits_0_after_the_file() {
+    let pcap = crate::common::repo_path("testdata/fixtures/pmacct-v9-sampled4.pcap");
+    let mut exporter = Exporter::start(&[
+        "--stdin",
+        "off",
+        "--exit-on-eof",
+        "--replay",
+        pcap.to_str().unwrap(),
+    ]);
+    let status = exporter
+        .wait_timeout(Duration::from_secs(10))
+        .expect("exits");
+    assert!(status.success());
+    let logs = exporter.logs();
+    assert!(logs.contains("datagrams=34 flows=220 errors=0"), "{logs}");
+}
+
+#[test]
+fn stdin_and_udp_feed_the_same_metrics() {
+    let mut exporter = Exporter::start(&["--stdin", "on", "--listen", "netflow://127.0.0.1:0"]);
+    writeln!(exporter.stdin(), "{LINE}").unwrap();
+    exporter.stdin().flush().unwrap();
+    // The same sampler over UDP (v5 from 127.0.0.1; the JSON line says 192.0.2.9).
+    let mut d = vec![0x00, 0x05, 0x00, 0x01];
+    d.extend_from_slice(&[0; 20]);
+    d.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0, 2]);
+    d.extend_from_slice(&1u32.to_be_bytes());
+    d.extend_from_slice(&500u32.to_be_bytes());
+    d.extend_from_slice(&[0; 8]);
+    d.extend_from_slice(&[0x04, 0x00, 0x01, 0xbb, 0, 0, 6, 0]);
+    d.extend_from_slice(&[0; 8]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(&d, exporter.udp_addr()).unwrap();
+    exporter.scrape_until(Duration::from_secs(5), |m| {
+        m.get(r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.1"}"#) == Some(&1500.0)
+            && m.get(r#"goflow_flows_total{flow_type="NETFLOW_V5",sampler_address="127.0.0.1"}"#)
+                == Some(&1.0)
+    });
 }
