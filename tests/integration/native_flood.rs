@@ -91,6 +91,6 @@ fn ten_thousand_spoofed_exporters_with_64_templates_each() {
 
     let peak = exporter.peak_rss_kib();
     eprintln!("spoofed-exporter flood: peak RSS {before} KiB before, {peak} KiB after");
-    // Documented bound (README, "Memory"): 256 MiB whatever the sources.
-    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+    // Documented bound (README, "Memory bounds"): 128 MiB whatever the sources.
+    assert!(peak < 128 * 1024, "peak RSS {peak} KiB");
 }
