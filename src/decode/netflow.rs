@@ -115,6 +115,8 @@ struct ScopeState {
     by_sampler: HashMap<u64, u64>,
     /// systemInitTimeMilliseconds (IE 160) from options data (softflowd sends it there).
     sys_init_ms: Option<u64>,
+    /// Record length of each fixed-length template, to cut large sets (see `decode_sets`).
+    record_len: HashMap<u16, usize>,
     last_seen: Option<Instant>,
 }
 
@@ -273,138 +275,249 @@ impl NetflowParserDecoder {
             }
             let set = &rest[..set_len];
             offset += set_len;
-            self.scratch.clear();
-            self.scratch.extend_from_slice(header);
-            self.scratch.extend_from_slice(set);
-            if version == 10 {
-                // The copied header must announce the one-set message length.
-                let len = u16::try_from(self.scratch.len()).unwrap_or(u16::MAX);
-                self.scratch[2..4].copy_from_slice(&len.to_be_bytes());
-            } else {
-                // v9 count: records in the message; the crate ignores it, but keep it plausible.
-                self.scratch[2..4].copy_from_slice(&1u16.to_be_bytes());
+            let set_id = be16(set, 0).unwrap_or(0);
+            let body = &set[4..];
+            if is_template_set(version, set_id) {
+                self.learn_record_lengths(scope_key, version, set_id, body);
             }
-            let result = self.parser.parse_from_source(exporter, &self.scratch);
-            if result.error.is_some() {
-                report.malformed += 1;
-            }
-            for packet in &result.packets {
-                match packet {
-                    NetflowPacket::V9(v9) => {
-                        let h = &v9.header;
-                        let ctx = RecordContext {
-                            flow_type: FlowType::NetflowV9,
-                            sampler: Some(unmap_v4(exporter.ip())),
-                            domain: h.source_id,
+            // netflow_parser 1.0.6 stops at 1024 records per set without a word, whatever it is
+            // configured to (some of its parse paths use the default constant). Sets of
+            // fixed-length records are cut into pieces it decodes whole.
+            let piece = self
+                .scopes
+                .get(&scope_key)
+                .and_then(|s| s.record_len.get(&set_id))
+                .map(|len| len * PARSER_MAX_RECORDS_PER_SET);
+            match piece {
+                Some(n) if body.len() > n => {
+                    for chunk in body.chunks(n) {
+                        self.parse_set(
+                            exporter,
+                            header,
+                            set_id,
+                            chunk,
                             received_ns,
-                            export_ms: i128::from(h.unix_secs) * 1000,
-                            sys_uptime_ms: Some(i128::from(h.sys_up_time)),
-                        };
-                        for fs in &v9.flowsets {
-                            match &fs.body {
-                                V9Body::Data(data) => {
-                                    let scope = self.scope(scope_key);
-                                    for record in &data.fields {
-                                        let mut b = RecordBuilder::default();
-                                        for (field, value) in record {
-                                            b.apply(u16::from(*field), value);
-                                        }
-                                        out.push(b.finish(&ctx, scope));
-                                        report.flows += 1;
-                                    }
-                                }
-                                V9Body::OptionsData(options) => {
-                                    let max = self.limits.max_samplers_per_exporter;
-                                    let scope = self.scope(scope_key);
-                                    for record in &options.fields {
-                                        let mut o = OptionsBuilder::default();
-                                        for (field, value) in &record.options_fields {
-                                            o.apply(v9_ie(*field), value);
-                                        }
-                                        o.store(scope, max);
-                                    }
-                                }
-                                V9Body::NoTemplate(_) => report.missing_template += 1,
-                                V9Body::Template(_) | V9Body::OptionsTemplate(_) => {
-                                    self.scope(scope_key);
-                                }
-                                V9Body::Empty => {}
-                            }
-                        }
+                            scope_key,
+                            out,
+                            report,
+                        );
                     }
-                    NetflowPacket::IPFix(ipfix) => {
-                        let h = &ipfix.header;
-                        let ctx = RecordContext {
-                            flow_type: FlowType::Ipfix,
-                            sampler: Some(unmap_v4(exporter.ip())),
-                            domain: h.observation_domain_id,
-                            received_ns,
-                            export_ms: i128::from(h.export_time) * 1000,
-                            sys_uptime_ms: None,
-                        };
-                        for fs in &ipfix.flowsets {
-                            match &fs.body {
-                                IpfixBody::Data(data) => {
-                                    let scope = self.scope(scope_key);
-                                    for record in &data.fields {
-                                        let mut b = RecordBuilder::default();
-                                        for (field, value) in record {
-                                            if let Some(ie) = ipfix_ie(field) {
-                                                b.apply(ie, value);
-                                            }
-                                        }
-                                        out.push(b.finish(&ctx, scope));
-                                        report.flows += 1;
-                                    }
-                                }
-                                IpfixBody::V9Data(data) => {
-                                    let scope = self.scope(scope_key);
-                                    for record in &data.fields {
-                                        let mut b = RecordBuilder::default();
-                                        for (field, value) in record {
-                                            b.apply(u16::from(*field), value);
-                                        }
-                                        out.push(b.finish(&ctx, scope));
-                                        report.flows += 1;
-                                    }
-                                }
-                                IpfixBody::OptionsData(options) => {
-                                    let max = self.limits.max_samplers_per_exporter;
-                                    let scope = self.scope(scope_key);
-                                    for record in &options.fields {
-                                        let mut o = OptionsBuilder::default();
-                                        for (field, value) in record {
-                                            if let Some(ie) = ipfix_ie(field) {
-                                                o.apply(ie, value);
-                                            }
-                                        }
-                                        o.store(scope, max);
-                                    }
-                                }
-                                IpfixBody::V9OptionsData(options) => {
-                                    let max = self.limits.max_samplers_per_exporter;
-                                    let scope = self.scope(scope_key);
-                                    for record in &options.fields {
-                                        let mut o = OptionsBuilder::default();
-                                        for (field, value) in &record.options_fields {
-                                            o.apply(v9_ie(*field), value);
-                                        }
-                                        o.store(scope, max);
-                                    }
-                                }
-                                IpfixBody::NoTemplate(_) => report.missing_template += 1,
-                                _ => {
-                                    self.scope(scope_key);
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
                 }
+                _ => self.parse_set(
+                    exporter,
+                    header,
+                    set_id,
+                    body,
+                    received_ns,
+                    scope_key,
+                    out,
+                    report,
+                ),
             }
         }
     }
+
+    /// Hands the parser one set (`set_id`, `body`) behind a copy of the message header and maps
+    /// what comes back.
+    #[allow(clippy::too_many_arguments)]
+    fn parse_set(
+        &mut self,
+        exporter: SocketAddr,
+        header: &[u8],
+        set_id: u16,
+        body: &[u8],
+        received_ns: u64,
+        scope_key: ScopeKey,
+        out: &mut Vec<Flow>,
+        report: &mut DatagramReport,
+    ) {
+        let version = report.version;
+        self.scratch.clear();
+        self.scratch.extend_from_slice(header);
+        self.scratch.extend_from_slice(&set_id.to_be_bytes());
+        let set_len = u16::try_from(body.len() + 4).unwrap_or(u16::MAX);
+        self.scratch.extend_from_slice(&set_len.to_be_bytes());
+        self.scratch.extend_from_slice(body);
+        if version == 10 {
+            // The copied header must announce the one-set message length.
+            let len = u16::try_from(self.scratch.len()).unwrap_or(u16::MAX);
+            self.scratch[2..4].copy_from_slice(&len.to_be_bytes());
+        } else {
+            // v9 count: records in the message; the crate ignores it, but keep it plausible.
+            self.scratch[2..4].copy_from_slice(&1u16.to_be_bytes());
+        }
+        let result = self.parser.parse_from_source(exporter, &self.scratch);
+        if result.error.is_some() {
+            report.malformed += 1;
+        }
+        for packet in &result.packets {
+            match packet {
+                NetflowPacket::V9(v9) => {
+                    let h = &v9.header;
+                    let ctx = RecordContext {
+                        flow_type: FlowType::NetflowV9,
+                        sampler: Some(unmap_v4(exporter.ip())),
+                        domain: h.source_id,
+                        received_ns,
+                        export_ms: i128::from(h.unix_secs) * 1000,
+                        sys_uptime_ms: Some(i128::from(h.sys_up_time)),
+                    };
+                    for fs in &v9.flowsets {
+                        match &fs.body {
+                            V9Body::Data(data) => {
+                                let scope = self.scope(scope_key);
+                                for record in &data.fields {
+                                    let mut b = RecordBuilder::default();
+                                    for (field, value) in record {
+                                        b.apply(u16::from(*field), value);
+                                    }
+                                    out.push(b.finish(&ctx, scope));
+                                    report.flows += 1;
+                                }
+                            }
+                            V9Body::OptionsData(options) => {
+                                let max = self.limits.max_samplers_per_exporter;
+                                let scope = self.scope(scope_key);
+                                for record in &options.fields {
+                                    let mut o = OptionsBuilder::default();
+                                    for (field, value) in &record.options_fields {
+                                        o.apply(v9_ie(*field), value);
+                                    }
+                                    o.store(scope, max);
+                                }
+                            }
+                            V9Body::NoTemplate(_) => report.missing_template += 1,
+                            V9Body::Template(_) | V9Body::OptionsTemplate(_) => {
+                                self.scope(scope_key);
+                            }
+                            V9Body::Empty => {}
+                        }
+                    }
+                }
+                NetflowPacket::IPFix(ipfix) => {
+                    let h = &ipfix.header;
+                    let ctx = RecordContext {
+                        flow_type: FlowType::Ipfix,
+                        sampler: Some(unmap_v4(exporter.ip())),
+                        domain: h.observation_domain_id,
+                        received_ns,
+                        export_ms: i128::from(h.export_time) * 1000,
+                        sys_uptime_ms: None,
+                    };
+                    for fs in &ipfix.flowsets {
+                        match &fs.body {
+                            IpfixBody::Data(data) => {
+                                let scope = self.scope(scope_key);
+                                for record in &data.fields {
+                                    let mut b = RecordBuilder::default();
+                                    for (field, value) in record {
+                                        if let Some(ie) = ipfix_ie(field) {
+                                            b.apply(ie, value);
+                                        }
+                                    }
+                                    out.push(b.finish(&ctx, scope));
+                                    report.flows += 1;
+                                }
+                            }
+                            IpfixBody::V9Data(data) => {
+                                let scope = self.scope(scope_key);
+                                for record in &data.fields {
+                                    let mut b = RecordBuilder::default();
+                                    for (field, value) in record {
+                                        b.apply(u16::from(*field), value);
+                                    }
+                                    out.push(b.finish(&ctx, scope));
+                                    report.flows += 1;
+                                }
+                            }
+                            IpfixBody::OptionsData(options) => {
+                                let max = self.limits.max_samplers_per_exporter;
+                                let scope = self.scope(scope_key);
+                                for record in &options.fields {
+                                    let mut o = OptionsBuilder::default();
+                                    for (field, value) in record {
+                                        if let Some(ie) = ipfix_ie(field) {
+                                            o.apply(ie, value);
+                                        }
+                                    }
+                                    o.store(scope, max);
+                                }
+                            }
+                            IpfixBody::V9OptionsData(options) => {
+                                let max = self.limits.max_samplers_per_exporter;
+                                let scope = self.scope(scope_key);
+                                for record in &options.fields {
+                                    let mut o = OptionsBuilder::default();
+                                    for (field, value) in &record.options_fields {
+                                        o.apply(v9_ie(*field), value);
+                                    }
+                                    o.store(scope, max);
+                                }
+                            }
+                            IpfixBody::NoTemplate(_) => report.missing_template += 1,
+                            _ => {
+                                self.scope(scope_key);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Remembers the record length of each fixed-length template in a (options) template set.
+    fn learn_record_lengths(&mut self, key: ScopeKey, version: u16, set_id: u16, body: &[u8]) {
+        let max = self.limits.max_templates.saturating_mul(4);
+        let scope = self.scope(key);
+        let mut p = 0;
+        while p + 4 <= body.len() {
+            let Some(id) = be16(body, p) else { break };
+            let count = |at: usize| be16(body, at).map_or(0, usize::from);
+            let (mut q, fields) = match (version, set_id) {
+                (9, 1) => (p + 6, (count(p + 2) + count(p + 4)) / 4),
+                (10, 3) => (p + 6, count(p + 2)),
+                _ => (p + 4, count(p + 2)),
+            };
+            if id < 256 {
+                break; // padding
+            }
+            let mut total = 0usize;
+            let mut variable = false;
+            for _ in 0..fields {
+                let (Some(ie), Some(len)) = (be16(body, q), be16(body, q + 2)) else {
+                    return; // truncated: the parser will report it
+                };
+                q += 4;
+                if version == 10 && ie & 0x8000 != 0 {
+                    q += 4; // enterprise number
+                }
+                if len == 0xFFFF {
+                    variable = true;
+                } else {
+                    total += usize::from(len);
+                }
+            }
+            if q > body.len() {
+                return;
+            }
+            if variable || total == 0 {
+                scope.record_len.remove(&id);
+            } else if scope.record_len.len() < max || scope.record_len.contains_key(&id) {
+                scope.record_len.insert(id, total);
+            }
+            p = q;
+        }
+    }
 }
+
+/// Template and options template set ids (v9: 0, 1; IPFIX: 2, 3).
+fn is_template_set(version: u16, set_id: u16) -> bool {
+    matches!((version, set_id), (9, 0 | 1) | (10, 2 | 3))
+}
+
+/// Records per set that `netflow_parser` 1.0.6 decodes at most.
+const PARSER_MAX_RECORDS_PER_SET: usize = 1024;
 
 impl DatagramDecoder for NetflowParserDecoder {
     fn decode(

@@ -516,3 +516,17 @@ fn ipv6_and_the_nonzero_address_rule() {
     // The IPv4-mapped source of the datagram is shown as IPv4.
     assert_eq!(flows[0].sampler, Some("192.0.2.7".parse().unwrap()));
 }
+
+#[test]
+fn sets_with_more_than_1024_records_decode_whole() {
+    // netflow_parser's default stops at 1024 records per set without a word.
+    let rec = basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1);
+    let data: Vec<u8> = std::iter::repeat_n(rec, 3000).flatten().collect();
+    for dgram in [
+        ipfix(0, &[set(2, &template(256, BASIC)), set(256, &data)]),
+        v9(0, &[set(0, &template(256, BASIC)), set(256, &data)]),
+    ] {
+        let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+        assert_eq!(flows.len(), 3000, "{report:?}");
+    }
+}

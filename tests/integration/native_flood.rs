@@ -94,3 +94,45 @@ fn ten_thousand_spoofed_exporters_with_64_templates_each() {
     // Documented bound (README, "Memory bounds"): 128 MiB whatever the sources.
     assert!(peak < 128 * 1024, "peak RSS {peak} KiB");
 }
+
+#[test]
+fn a_65000_byte_datagram_is_received_whole() {
+    let exporter = Exporter::start(&["--stdin", "off", "--listen", "netflow://127.0.0.1:0"]);
+    // IPFIX: template 256 = src v4, dst v4, bytes (4); then one data set of 5,415 12-byte records.
+    let records = 5_415u32;
+    let mut data = Vec::new();
+    for i in 0..records {
+        data.extend_from_slice(&[10, 1, (i >> 8) as u8, i as u8]); // src
+        data.extend_from_slice(&[10, 2, 0, 1]); // dst
+        data.extend_from_slice(&10u32.to_be_bytes()); // bytes
+    }
+    let template = [
+        0x00, 0x02, 0x00, 0x14, // template set, length 20
+        0x01, 0x00, 0x00, 0x03, // template 256, 3 fields
+        0x00, 0x08, 0x00, 0x04, // IE 8 sourceIPv4Address
+        0x00, 0x0c, 0x00, 0x04, // IE 12 destinationIPv4Address
+        0x00, 0x01, 0x00, 0x04, // IE 1 octetDeltaCount
+    ];
+    let len = 16 + template.len() + 4 + data.len();
+    assert!(len > 65_000 && len <= 65_507, "{len}");
+    let mut msg = vec![0x00, 0x0a]; // IPFIX
+    msg.extend_from_slice(&(len as u16).to_be_bytes());
+    msg.extend_from_slice(&[0; 12]); // export time, sequence, domain
+    msg.extend_from_slice(&template);
+    msg.extend_from_slice(&0x0100u16.to_be_bytes()); // data set 256
+    msg.extend_from_slice(&((4 + data.len()) as u16).to_be_bytes());
+    msg.extend_from_slice(&data);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(&msg, exporter.udp_addr()).unwrap();
+    let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
+        m.get(r#"goflow_exporter_bytes_total{sampler_address="127.0.0.1"}"#) == Some(&(len as f64))
+    });
+    assert_eq!(
+        m[r#"goflow_flows_total{flow_type="IPFIX",sampler_address="127.0.0.1"}"#],
+        5_415.0
+    );
+    assert_eq!(
+        m[r#"goflow_bytes_by_dst_addr_total{dst_addr="10.2.0.1"}"#],
+        54_150.0
+    );
+}
