@@ -140,7 +140,7 @@ fn send_capture(pcap: &Path, exporter: &Exporter) -> (u64, HashMap<String, Strin
             .or_insert_with(|| UdpSocket::bind((local_ip, 0)).expect("bind a loopback source"));
         socket.send_to(d.payload, target).unwrap();
         sent += 1;
-        if sent % 50 == 0 {
+        if sent.is_multiple_of(50) {
             // Paced by the exporter's progress: this test is about decoding, not overload.
             exporter.scrape_until(Duration::from_secs(30), |m| {
                 total(m, "goflow_exporter_datagrams_total") >= sent as f64
