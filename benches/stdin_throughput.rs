@@ -12,7 +12,6 @@ use std::time::Instant;
 use goflow2_exporter::Clock;
 use goflow2_exporter::aggregate::{Aggregator, AggregatorConfig};
 use goflow2_exporter::input::stdin::{self, StdinSink};
-use goflow2_exporter::sampling::SamplingPolicy;
 use goflow2_exporter::telemetry::Registry;
 
 /// One line as goflow2 v2.2.6 prints it for a NetFlow v9 flow (keys in goflow2's order).
@@ -52,14 +51,10 @@ fn main() {
     );
     let mut best = f64::MAX;
     for run in 1..=5 {
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::new(None));
         let aggregator = Arc::new(Mutex::new(Aggregator::new(
             registry.clone(),
-            AggregatorConfig {
-                sampling: SamplingPolicy::new(1, vec![]),
-                active_window_secs: 60,
-                active_max_keys: 1_000_000,
-            },
+            AggregatorConfig::default(),
         )));
         let sink = StdinSink::new(&registry, aggregator.clone(), Clock::default());
         let start = Instant::now();

@@ -11,7 +11,10 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::Config;
-use crate::aggregate::AggregatorConfig;
+use ipnet::IpNet;
+
+use crate::aggregate::{AggregatorConfig, DEFAULT_MAX_SERIES_PER_METRIC};
+use crate::cardinality::AddrPolicy;
 use crate::decode::netflow::DecoderLimits;
 use crate::input::datagram::PipelineConfig;
 use crate::input::stdin::DEFAULT_MAX_LINE_BYTES;
@@ -143,6 +146,58 @@ pub struct Cli {
     )]
     pub active_flows_max: usize,
 
+    /// A network whose addresses keep host granularity in the src_addr/dst_addr labels
+    /// (repeatable, e.g. 192.168.88.0/24); other addresses are aggregated to the remote prefixes.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "GOFLOW2_EXPORTER_LOCAL_NET",
+        value_delimiter = ','
+    )]
+    pub local_net: Vec<IpNet>,
+
+    /// Prefix length that IPv4 addresses outside --local-net are aggregated to (32: none).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u8).range(0..=32),
+        env = "GOFLOW2_EXPORTER_REMOTE_PREFIX_V4"
+    )]
+    pub remote_prefix_v4: u8,
+
+    /// Prefix length that IPv6 addresses outside --local-net are aggregated to (128: none).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 128,
+        value_parser = clap::value_parser!(u8).range(0..=128),
+        env = "GOFLOW2_EXPORTER_REMOTE_PREFIX_V6"
+    )]
+    pub remote_prefix_v6: u8,
+
+    /// Label values per flow metric family (e.g. source addresses); once full, new values are
+    /// counted under "other". The default keeps all families together near 100,000 series.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_SERIES_PER_METRIC as u64,
+        value_parser = clap::value_parser!(u64).range(1..=10_000_000),
+        env = "GOFLOW2_EXPORTER_MAX_SERIES_PER_METRIC"
+    )]
+    pub max_series_per_metric: u64,
+
+    /// A flow label set not updated for this long is removed from /metrics and its memory
+    /// released; if it comes back it starts from 0 (a counter reset for Prometheus).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "15m",
+        value_parser = parse_window,
+        env = "GOFLOW2_EXPORTER_SERIES_TTL"
+    )]
+    pub series_ttl: Duration,
+
     /// Longest stdin line accepted, in bytes; longer lines are counted as line_too_long and
     /// skipped without being buffered whole.
     #[arg(
@@ -211,7 +266,16 @@ impl Cli {
                 ),
                 active_window_secs: self.active_window.as_secs(),
                 active_max_keys: self.active_flows_max,
+                addresses: AddrPolicy::new(
+                    self.local_net.into_iter().map(|n| n.trunc()).collect(),
+                    self.remote_prefix_v4,
+                    self.remote_prefix_v6,
+                ),
+                max_series_per_metric: usize::try_from(self.max_series_per_metric)
+                    .unwrap_or(usize::MAX),
+                series_ttl_secs: self.series_ttl.as_secs(),
             },
+            series_ttl: self.series_ttl,
         })
     }
 }

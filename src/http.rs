@@ -76,5 +76,6 @@ impl AppState {
     pub fn publish(&self) {
         let now = self.clock.now_secs();
         crate::lock(&self.aggregator).publish(now);
+        self.registry.keepalive();
     }
 }

@@ -23,6 +23,7 @@
 
 pub mod aggregate;
 pub mod capture;
+pub mod cardinality;
 pub mod cli;
 pub mod decode;
 pub mod flow;
@@ -91,6 +92,8 @@ pub struct Config {
     pub exit_on_eof: bool,
     pub max_line_bytes: usize,
     pub aggregator: AggregatorConfig,
+    /// Idle time after which a flow series is removed (`--series-ttl`).
+    pub series_ttl: Duration,
 }
 
 /// How long in-flight HTTP requests get after shutdown starts (the whole exit must fit in 2 s).
@@ -132,7 +135,7 @@ pub async fn run(
     inputs: Inputs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let registry = Arc::new(Registry::new());
+    let registry = Arc::new(Registry::new(Some(config.series_ttl)));
     let clock = Clock::default();
     let aggregator: SharedAggregator = Arc::new(Mutex::new(Aggregator::new(
         registry.clone(),

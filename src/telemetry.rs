@@ -7,7 +7,11 @@
 //! the caller; nothing here is on the per-flow path.
 
 use metrics::{Counter, Gauge, Key, KeyName, Label, Level, Metadata, Recorder, SharedString, Unit};
+use std::sync::Mutex;
+use std::time::Duration;
+
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_util::MetricKindMask;
 
 pub const FLOWS: &str = "goflow_flows_total";
 pub const BYTES: &str = "goflow_bytes_total";
@@ -29,6 +33,8 @@ pub const EXPORTER_BYTES: &str = "goflow_exporter_bytes_total";
 pub const EXPORTER_TEMPLATES: &str = "goflow_exporter_templates";
 pub const UDP_KERNEL_DROPS: &str = "goflow_udp_kernel_drops_total";
 pub const REPLAY_DATAGRAMS: &str = "goflow_replay_datagrams_total";
+pub const METRIC_SERIES: &str = "goflow_metric_series";
+pub const METRIC_OVERFLOW: &str = "goflow_metric_overflow_total";
 pub const ACTIVE_FLOWS: &str = "goflow_active_flows";
 pub const ACTIVE_FLOWS_OVERFLOW: &str = "goflow_active_flows_overflow_total";
 pub const PARSE_ERRORS: &str = "goflow_parse_errors_total";
@@ -166,6 +172,18 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         "UDP datagrams read from the --replay capture.",
     ),
     (
+        METRIC_SERIES,
+        Kind::Gauge,
+        None,
+        "Label sets a flow metric family holds now (the family's exposed series, 'other' included).",
+    ),
+    (
+        METRIC_OVERFLOW,
+        Kind::Counter,
+        None,
+        "Flows counted under the label value 'other' because the family reached --max-series-per-metric.",
+    ),
+    (
         ACTIVE_FLOWS,
         Kind::Gauge,
         None,
@@ -202,21 +220,44 @@ static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 /// The Prometheus registry and its renderer. Cheap to share behind an `Arc`.
+///
+/// Series expiry: with a series TTL, the recorder removes a series idle for longer than the
+/// TTL plus [`EXPIRY_MARGIN`] at render time. A cached handle whose series was removed would be
+/// orphaned (its increments lost), so every handle is one of two kinds:
+/// - *expiring* ([`Registry::expiring_counter`]): the caller (the aggregator's families) drops
+///   the handle after the TTL, before the recorder removes the series, and registers again if
+///   the label set comes back;
+/// - *persistent* ([`Registry::counter`], [`Registry::gauge`]): kept alive by
+///   [`Registry::keepalive`] (a zero increment every publish), so it is never removed. Used for
+///   bounded series: error types, self metrics, per-exporter series (capped).
 pub struct Registry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    persistent_counters: Mutex<Vec<Counter>>,
+    persistent_gauges: Mutex<Vec<Gauge>>,
 }
+
+/// How much longer than the series TTL the recorder waits before it removes a series: covers
+/// the one-second publish period in which the owner drops its handle.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 
 impl Default for Registry {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
 impl Registry {
-    /// A fresh registry with every metric described.
-    pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+    /// A fresh registry with every metric described; `series_ttl` enables idle expiry.
+    pub fn new(series_ttl: Option<Duration>) -> Self {
+        let mut builder = PrometheusBuilder::new();
+        if let Some(ttl) = series_ttl {
+            builder = builder.idle_timeout(
+                MetricKindMask::COUNTER | MetricKindMask::GAUGE,
+                Some(ttl + EXPIRY_MARGIN),
+            );
+        }
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         for (name, kind, unit, help) in DESCRIPTIONS {
             let key = KeyName::from_const_str(name);
@@ -226,18 +267,51 @@ impl Registry {
                 Kind::Gauge => recorder.describe_gauge(key, *unit, help),
             }
         }
-        Registry { recorder, handle }
+        Registry {
+            recorder,
+            handle,
+            persistent_counters: Mutex::new(Vec::new()),
+            persistent_gauges: Mutex::new(Vec::new()),
+        }
     }
 
-    /// Registers (or finds) a counter series. Call once per label set and keep the handle.
+    /// Registers (or finds) a persistent counter series. Call once per label set and keep the
+    /// handle. Only for bounded label sets: it is never removed.
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+        let c = self.expiring_counter(name, labels);
+        lock(&self.persistent_counters).push(c.clone());
+        c
+    }
+
+    /// Registers (or finds) a persistent gauge series (see [`Registry::counter`]).
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+        let g = self.expiring_gauge(name, labels);
+        lock(&self.persistent_gauges).push(g.clone());
+        g
+    }
+
+    /// Registers (or finds) a counter series whose handle the caller drops within the series TTL
+    /// of its last update.
+    pub fn expiring_counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
         self.recorder
             .register_counter(&key(name, labels), &METADATA)
     }
 
-    /// Registers (or finds) a gauge series. Call once per label set and keep the handle.
-    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
+    /// Registers (or finds) a gauge series the caller updates at least every publish while it
+    /// holds the handle, and drops when the label set expires.
+    pub fn expiring_gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
         self.recorder.register_gauge(&key(name, labels), &METADATA)
+    }
+
+    /// Marks every persistent series as updated, so idle expiry never removes it. Called with
+    /// every publish (at least once a second).
+    pub fn keepalive(&self) {
+        for c in lock(&self.persistent_counters).iter() {
+            c.increment(0);
+        }
+        for g in lock(&self.persistent_gauges).iter() {
+            g.increment(0.0);
+        }
     }
 
     /// Renders the Prometheus text exposition. Cost grows with the number of series: call it off
@@ -250,6 +324,10 @@ impl Registry {
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

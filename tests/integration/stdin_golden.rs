@@ -146,6 +146,58 @@ fn expected() -> MetricMap {
     // Rate 0 without an override: lines 3, 9a, 9b and 15 (line 6 is overridden).
     put("goflow_flows_unknown_sampling_rate_total", 4.0);
     put("goflow_active_flows_overflow_total", 0.0);
+    // Label sets per family (no cap reached, so nothing folded into "other").
+    for (metrics, series) in [
+        (
+            &[
+                "goflow_flows_total",
+                "goflow_bytes_total",
+                "goflow_packets_total",
+            ][..],
+            4.0,
+        ),
+        (
+            &[
+                "goflow_flows_by_protocol_total",
+                "goflow_bytes_by_protocol_total",
+                "goflow_packets_by_protocol_total",
+            ],
+            6.0,
+        ),
+        (
+            &[
+                "goflow_flows_by_src_addr_total",
+                "goflow_bytes_by_src_addr_total",
+            ],
+            8.0,
+        ),
+        (
+            &[
+                "goflow_flows_by_dst_addr_total",
+                "goflow_bytes_by_dst_addr_total",
+            ],
+            7.0,
+        ),
+        (
+            &[
+                "goflow_flows_by_sampler_total",
+                "goflow_bytes_by_sampler_total",
+                "goflow_packets_by_sampler_total",
+            ],
+            4.0,
+        ),
+    ] {
+        for metric in metrics {
+            put(
+                &format!(r#"goflow_metric_series{{metric="{metric}"}}"#),
+                series,
+            );
+            put(
+                &format!(r#"goflow_metric_overflow_total{{metric="{metric}"}}"#),
+                0.0,
+            );
+        }
+    }
     for (error_type, n) in [
         ("invalid_json", 2.0),
         ("invalid_field", 1.0),
@@ -161,6 +213,7 @@ fn expected() -> MetricMap {
         );
     }
     put("goflow_stdin_lines_total", 16.0);
+    put("goflow_replay_datagrams_total", 0.0);
     put("goflow_stdin_bytes_total", input_len);
     m
 }

@@ -65,6 +65,8 @@ fn check_file(path: &Path) {
                 && !k.starts_with("goflow_stdin")
                 && !k.starts_with("goflow_active_flows_overflow")
                 && !k.starts_with("goflow_flows_unknown_sampling_rate")
+                && !k.starts_with("goflow_metric_")
+                && !k.starts_with("goflow_replay_")
         })
         .map(|(k, v)| (k.clone(), *v))
         .collect();

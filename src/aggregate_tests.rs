@@ -1,0 +1,184 @@
+//! Aggregator tests with an injected clock (the `now` seconds passed in): what the registry
+//! renders is read back as data.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::flow::FlowType;
+
+/// `"name{labels}" → value` from the rendered exposition (labels as rendered).
+fn scrape(registry: &Registry) -> BTreeMap<String, f64> {
+    registry
+        .render()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+fn flow(src: &str, bytes: u64) -> Flow {
+    Flow {
+        flow_type: FlowType::Ipfix,
+        sampler: Some("192.0.2.1".parse().unwrap()),
+        src_addr: Some(src.parse().unwrap()),
+        dst_addr: Some("198.51.100.1".parse().unwrap()),
+        proto: Some(6),
+        bytes,
+        packets: 1,
+        sampling_rate: 1,
+        ..Flow::default()
+    }
+}
+
+fn aggregator(config: AggregatorConfig) -> (Arc<Registry>, Aggregator) {
+    let registry = Arc::new(Registry::new(Some(std::time::Duration::from_secs(
+        config.series_ttl_secs,
+    ))));
+    let agg = Aggregator::new(registry.clone(), config);
+    (registry, agg)
+}
+
+#[test]
+fn a_full_family_folds_new_values_into_other_and_totals_stay_exact() {
+    let (registry, mut agg) = aggregator(AggregatorConfig {
+        max_series_per_metric: 3,
+        ..AggregatorConfig::default()
+    });
+    let flows: Vec<Flow> = (1..=5)
+        .map(|i| flow(&format!("10.0.0.{i}"), 10 * i))
+        .collect();
+    agg.record(&flows, 0);
+    agg.publish(0);
+    let m = scrape(&registry);
+    let src = |a: &str| m[&format!(r#"goflow_bytes_by_src_addr_total{{src_addr="{a}"}}"#)];
+    assert_eq!(
+        (src("10.0.0.1"), src("10.0.0.2"), src("10.0.0.3")),
+        (10.0, 20.0, 30.0)
+    );
+    assert_eq!(src("other"), 40.0 + 50.0);
+    assert!(!m.contains_key(r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.4"}"#));
+    // The family's total equals the input's total.
+    let total: f64 = m
+        .iter()
+        .filter(|(k, _)| k.starts_with("goflow_bytes_by_src_addr_total{"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(total, 150.0);
+    assert_eq!(
+        m[r#"goflow_metric_overflow_total{metric="goflow_flows_by_src_addr_total"}"#],
+        2.0
+    );
+    assert_eq!(
+        m[r#"goflow_metric_series{metric="goflow_bytes_by_src_addr_total"}"#], 4.0,
+        "3 addresses + other"
+    );
+    // The destination family has one value: nothing folded.
+    assert_eq!(
+        m[r#"goflow_metric_overflow_total{metric="goflow_flows_by_dst_addr_total"}"#],
+        0.0
+    );
+}
+
+#[test]
+fn idle_label_sets_expire_and_an_increment_right_after_expiry_is_not_lost() {
+    let (registry, mut agg) = aggregator(AggregatorConfig {
+        series_ttl_secs: 10,
+        ..AggregatorConfig::default()
+    });
+    let series = |r: &Registry| scrape(r)[r#"goflow_metric_series{metric="goflow_flows_by_src_addr_total"}"#];
+    agg.record(&[flow("10.0.0.1", 100), flow("10.0.0.2", 7)], 0);
+    agg.publish(0);
+    assert_eq!(series(&registry), 2.0);
+    // 10.0.0.2 keeps being updated; 10.0.0.1 goes quiet.
+    agg.record(&[flow("10.0.0.2", 7)], 8);
+    agg.publish(9);
+    assert_eq!(series(&registry), 2.0, "not idle for 10 s yet");
+    agg.publish(10);
+    assert_eq!(
+        series(&registry),
+        1.0,
+        "10.0.0.1 dropped by its owner after 10 s"
+    );
+    // Right after the owner dropped its handles (the recorder keeps the series for the margin
+    // of EXPIRY_MARGIN longer), the address comes back: its increment lands on the same series.
+    agg.record(&[flow("10.0.0.1", 50)], 11);
+    agg.publish(11);
+    let m = scrape(&registry);
+    assert_eq!(
+        m[r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.1"}"#],
+        150.0
+    );
+    assert_eq!(
+        m[r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.2"}"#],
+        14.0
+    );
+    assert_eq!(series(&registry), 2.0);
+}
+
+#[test]
+fn addresses_follow_local_nets_and_remote_prefixes() {
+    let (registry, mut agg) = aggregator(AggregatorConfig {
+        addresses: AddrPolicy::new(vec!["10.0.0.0/24".parse().unwrap()], 24, 64),
+        ..AggregatorConfig::default()
+    });
+    agg.record(
+        &[
+            flow("10.0.0.1", 1),
+            flow("10.0.0.2", 2),
+            flow("203.0.113.7", 4),
+            flow("203.0.113.200", 8),
+            flow("2001:db8:1:2:3::4", 16),
+        ],
+        0,
+    );
+    agg.publish(0);
+    let m = scrape(&registry);
+    let src = |a: &str| {
+        m.get(&format!(
+            r#"goflow_bytes_by_src_addr_total{{src_addr="{a}"}}"#
+        ))
+    };
+    assert_eq!(src("10.0.0.1"), Some(&1.0));
+    assert_eq!(src("10.0.0.2"), Some(&2.0));
+    assert_eq!(src("203.0.113.0/24"), Some(&12.0));
+    assert_eq!(src("2001:db8:1:2::/64"), Some(&16.0));
+    assert_eq!(src("203.0.113.7"), None);
+    // The destination 198.51.100.1 is remote too.
+    assert_eq!(
+        m.get(r#"goflow_bytes_by_dst_addr_total{dst_addr="198.51.100.0/24"}"#),
+        Some(&31.0)
+    );
+}
+
+#[test]
+fn active_flows_count_distinct_keys_within_the_window() {
+    let (registry, mut agg) = aggregator(AggregatorConfig {
+        active_window_secs: 60,
+        active_max_keys: 3,
+        ..AggregatorConfig::default()
+    });
+    let active = |r: &Registry| scrape(r)[r#"goflow_active_flows{sampler_address="192.0.2.1"}"#];
+    agg.record(
+        &[
+            flow("10.0.0.1", 1),
+            flow("10.0.0.1", 1),
+            flow("10.0.0.2", 1),
+        ],
+        0,
+    );
+    agg.publish(0);
+    assert_eq!(active(&registry), 2.0);
+    // Two more keys: the cap (3) lets one in, the other is counted as overflow.
+    agg.record(&[flow("10.0.0.3", 1), flow("10.0.0.4", 1)], 30);
+    agg.publish(30);
+    assert_eq!(active(&registry), 3.0);
+    assert_eq!(scrape(&registry)["goflow_active_flows_overflow_total"], 1.0);
+    // At 61 s the first two keys are out of the window.
+    agg.publish(61);
+    assert_eq!(active(&registry), 1.0);
+    agg.publish(100);
+    assert_eq!(active(&registry), 0.0);
+}

@@ -1,0 +1,296 @@
+//! Cardinality control: address granularity, per-family series caps and idle expiry.
+//!
+//! Owns the rules that keep the exposition bounded whatever the traffic:
+//! - [`AddrPolicy`]: addresses inside `--local-net` keep host granularity, others are aggregated
+//!   to `--remote-prefix-v4` / `--remote-prefix-v6` (a label such as `203.0.113.0/24`).
+//! - [`Family`]: the label sets of one metric family, with their cached handles. At most `cap`
+//!   label sets; past it, new values are counted under `other`, so totals stay exact. A label set
+//!   not updated for `ttl` is dropped (its handles with it); the registry removes the series a
+//!   little later (see [`crate::telemetry::Registry`]), so no cached handle is ever orphaned.
+//!
+//! It knows nothing about flows: the aggregator decides which key a flow has.
+
+use std::hash::Hash;
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use ipnet::IpNet;
+use metrics::{Counter, Gauge};
+
+use crate::telemetry::{self as t, Registry};
+
+/// The label identity of an address after granularity rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddrKey {
+    Unknown,
+    Host(IpAddr),
+    /// A network address (host bits zero) and prefix length.
+    Net(IpAddr, u8),
+}
+
+impl AddrKey {
+    /// The label value: `unknown`, `192.0.2.1`, or `203.0.113.0/24`.
+    pub fn label(&self) -> String {
+        match self {
+            AddrKey::Unknown => t::UNKNOWN.to_string(),
+            AddrKey::Host(a) => a.to_string(),
+            AddrKey::Net(a, len) => format!("{a}/{len}"),
+        }
+    }
+}
+
+/// `--local-net`, `--remote-prefix-v4`, `--remote-prefix-v6`.
+#[derive(Debug, Clone)]
+pub struct AddrPolicy {
+    local: Vec<IpNet>,
+    v4_prefix: u8,
+    v6_prefix: u8,
+}
+
+impl Default for AddrPolicy {
+    fn default() -> Self {
+        AddrPolicy::new(Vec::new(), 32, 128)
+    }
+}
+
+impl AddrPolicy {
+    pub fn new(local: Vec<IpNet>, v4_prefix: u8, v6_prefix: u8) -> Self {
+        AddrPolicy {
+            local,
+            v4_prefix: v4_prefix.min(32),
+            v6_prefix: v6_prefix.min(128),
+        }
+    }
+
+    /// The key of `addr`. Per flow: a few comparisons, no allocation.
+    #[inline]
+    pub fn key(&self, addr: Option<IpAddr>) -> AddrKey {
+        let Some(addr) = addr else {
+            return AddrKey::Unknown;
+        };
+        let prefix = match addr {
+            IpAddr::V4(_) => self.v4_prefix,
+            IpAddr::V6(_) => self.v6_prefix,
+        };
+        let full = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix == full || self.local.iter().any(|n| n.contains(&addr)) {
+            return AddrKey::Host(addr);
+        }
+        // `prefix` is in range for the family, so `IpNet::new` cannot fail.
+        match IpNet::new(addr, prefix) {
+            Ok(net) => AddrKey::Net(net.network(), prefix),
+            Err(_) => AddrKey::Host(addr),
+        }
+    }
+}
+
+/// What a family keeps per label set: pending deltas and cached handles.
+pub trait Slot {
+    /// Moves pending deltas into the registry.
+    fn flush(&mut self);
+}
+
+/// Pending deltas plus the cached counter handles of one label set.
+pub struct Cell<const N: usize> {
+    pending: [u64; N],
+    handles: [Counter; N],
+}
+
+impl<const N: usize> Cell<N> {
+    pub fn new(handles: [Counter; N]) -> Self {
+        Cell {
+            pending: [0; N],
+            handles,
+        }
+    }
+
+    #[inline]
+    pub fn add(&mut self, values: [u64; N]) {
+        for (p, v) in self.pending.iter_mut().zip(values) {
+            *p = p.saturating_add(v);
+        }
+    }
+}
+
+impl<const N: usize> Slot for Cell<N> {
+    fn flush(&mut self) {
+        for (p, h) in self.pending.iter_mut().zip(&self.handles) {
+            if *p != 0 {
+                h.increment(*p);
+                *p = 0;
+            }
+        }
+    }
+}
+
+struct Entry<V> {
+    slot: V,
+    last_update: u64,
+}
+
+/// Limits of a [`Family`].
+#[derive(Debug, Clone, Copy)]
+pub struct FamilyLimits {
+    /// Label sets before new values go to `other`.
+    pub cap: usize,
+    /// Seconds without an update before a label set is dropped.
+    pub ttl_secs: u64,
+}
+
+/// The label sets of one family (one or more metrics sharing a label set, e.g. flows and bytes
+/// by source address), capped and expiring.
+pub struct Family<K, V> {
+    limits: FamilyLimits,
+    entries: HashMap<K, Entry<V>>,
+    /// The `other` label set, outside the cap.
+    other: Option<Entry<V>>,
+    overflow_pending: u64,
+    /// `goflow_metric_overflow_total` and `goflow_metric_series` of each metric of the family.
+    overflow: Vec<Counter>,
+    series: Vec<Gauge>,
+}
+
+impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
+    /// `metrics` are the names of the family's metrics: the values of the `metric` label of
+    /// `goflow_metric_series` and `goflow_metric_overflow_total`.
+    pub fn new(registry: &Registry, metrics: &[&'static str], limits: FamilyLimits) -> Self {
+        Family {
+            limits,
+            entries: HashMap::new(),
+            other: None,
+            overflow_pending: 0,
+            overflow: metrics
+                .iter()
+                .map(|m| registry.counter(t::METRIC_OVERFLOW, &[("metric", m)]))
+                .collect(),
+            series: metrics
+                .iter()
+                .map(|m| registry.gauge(t::METRIC_SERIES, &[("metric", m)]))
+                .collect(),
+        }
+    }
+
+    /// The slot of `key`, created by `create` on first sight (or the `other` slot, created by
+    /// `create_other`, when the family is full). The hot path: one hash lookup when the key
+    /// exists.
+    #[inline]
+    pub fn slot(
+        &mut self,
+        key: K,
+        now: u64,
+        create: impl FnOnce(&K) -> V,
+        create_other: impl FnOnce() -> V,
+    ) -> &mut V {
+        if self.entries.contains_key(&key) {
+            let e = self.entries.get_mut(&key).expect("present");
+            e.last_update = now;
+            return &mut e.slot;
+        }
+        if self.entries.len() < self.limits.cap {
+            let slot = create(&key);
+            let e = self.entries.entry(key).insert(Entry {
+                slot,
+                last_update: now,
+            });
+            return &mut e.into_mut().slot;
+        }
+        self.overflow_pending += 1;
+        let e = self.other.get_or_insert_with(|| Entry {
+            slot: create_other(),
+            last_update: now,
+        });
+        e.last_update = now;
+        &mut e.slot
+    }
+
+    /// Flushes every slot, drops label sets idle for `ttl`, and updates the family's gauges.
+    /// `visit` sees every slot that stays (after its flush), e.g. to set per-slot gauges.
+    pub fn publish(&mut self, now: u64, mut visit: impl FnMut(&K, &mut V)) {
+        let ttl = self.limits.ttl_secs;
+        // Flush before dropping: an expiring slot's last deltas are published, never lost.
+        self.entries.retain(|k, e| {
+            e.slot.flush();
+            let keep = now.saturating_sub(e.last_update) < ttl;
+            if keep {
+                visit(k, &mut e.slot);
+            }
+            keep
+        });
+        if let Some(e) = &mut self.other {
+            e.slot.flush();
+            if now.saturating_sub(e.last_update) >= ttl {
+                self.other = None;
+            }
+        }
+        let series = (self.entries.len() + usize::from(self.other.is_some())) as f64;
+        self.series.iter().for_each(|g| g.set(series));
+        if self.overflow_pending != 0 {
+            self.overflow
+                .iter()
+                .for_each(|c| c.increment(self.overflow_pending));
+            self.overflow_pending = 0;
+        }
+    }
+
+    /// Label sets now (without `other`).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Releases the memory of dropped label sets once the table is mostly empty (hash tables do
+    /// not shrink by themselves).
+    pub fn shrink(&mut self) {
+        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn local_nets_keep_hosts_remote_addresses_are_aggregated() {
+        let p = AddrPolicy::new(
+            vec![
+                "192.168.88.0/24".parse().unwrap(),
+                "2001:db8:88::/48".parse().unwrap(),
+            ],
+            24,
+            48,
+        );
+        assert_eq!(p.key(ip("192.168.88.10")).label(), "192.168.88.10");
+        assert_eq!(p.key(ip("203.0.113.77")).label(), "203.0.113.0/24");
+        assert_eq!(p.key(ip("198.51.100.1")).label(), "198.51.100.0/24");
+        assert_eq!(p.key(ip("2001:db8:88::5")).label(), "2001:db8:88::5");
+        assert_eq!(
+            p.key(ip("2001:db8:ffff:1234::1")).label(),
+            "2001:db8:ffff::/48"
+        );
+        assert_eq!(p.key(None).label(), "unknown");
+        // Same network, same key: the label set is shared.
+        assert_eq!(p.key(ip("203.0.113.1")), p.key(ip("203.0.113.254")));
+    }
+
+    #[test]
+    fn defaults_keep_every_address() {
+        let p = AddrPolicy::default();
+        assert_eq!(p.key(ip("203.0.113.77")).label(), "203.0.113.77");
+        assert_eq!(p.key(ip("2001:db8::1")).label(), "2001:db8::1");
+        let p = AddrPolicy::new(vec![], 0, 0);
+        assert_eq!(p.key(ip("203.0.113.77")).label(), "0.0.0.0/0");
+        assert_eq!(p.key(ip("2001:db8::1")).label(), "::/0");
+        let p = AddrPolicy::new(vec![], 16, 64);
+        assert_eq!(p.key(ip("10.1.2.3")).label(), "10.1.0.0/16");
+        assert_eq!(p.key(ip("2001:db8:1:2:3::4")).label(), "2001:db8:1:2::/64");
+    }
+}
