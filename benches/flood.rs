@@ -118,7 +118,7 @@ impl Read for JsonLines {
                 return Ok(0);
             }
             self.left -= 1;
-            let v6 = self.left % 2 == 0;
+            let v6 = self.left.is_multiple_of(2);
             let (src, dst) = if v6 {
                 (self.addrs.v6().to_string(), self.addrs.v6().to_string())
             } else {
@@ -194,7 +194,7 @@ fn main() {
                 let d = data(&mut addrs, i % 2 == 1, &mut body);
                 decoded += pipeline.handle(exporter, &d, 0).flows as u64;
                 i += 1;
-                if i % 3000 == 0 {
+                if i.is_multiple_of(3000) {
                     // What the one-second ticker does while the input runs.
                     goflow2_exporter::lock(&aggregator).publish(clock.now_secs());
                 }
