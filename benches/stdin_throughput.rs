@@ -2,8 +2,9 @@
 //! from memory through line splitting, decoding, sampling correction and aggregation (the same
 //! `input::stdin::run` the binary uses), with a scrape-equivalent publish at the end.
 //!
-//! Run: `cargo bench --bench stdin_throughput -- [LINES] [DISTINCT_HOSTS]`
+//! Run: `cargo bench --bench stdin_throughput -- [LINES] [DISTINCT_HOSTS] [--dump FILE]`
 //! Prints lines/s and MB/s, best of 5 runs. One thread does all the work, so lines/s is per core.
+//! `--dump FILE` writes the generated input instead, for a peer to read the same lines.
 
 use std::io::BufReader;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,13 @@ fn main() {
         input.push('\n');
     }
     let input = input.into_bytes();
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|a| a == "--dump") {
+        let path = argv.get(i + 1).expect("--dump FILE");
+        std::fs::write(path, &input).expect("write the input");
+        println!("wrote {} bytes to {path}", input.len());
+        return;
+    }
     println!(
         "input: {lines} lines, {hosts} distinct source hosts, {:.1} MB ({} bytes/line)",
         input.len() as f64 / 1e6,
