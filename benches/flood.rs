@@ -176,8 +176,9 @@ fn main() {
     let decoded = match path.as_str() {
         "native" => {
             let mut pipeline = DatagramPipeline::new(
-                Box::new(NetflowParserDecoder::new(DecoderLimits::default())),
+                Arc::new(|| Box::new(NetflowParserDecoder::new(DecoderLimits::default()))),
                 PipelineConfig {
+                    allowed_exporters: Vec::new(),
                     max_exporter_series: 1000,
                     exporter_idle: std::time::Duration::from_secs(3600),
                 },

@@ -64,6 +64,17 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", env = "GOFLOW2_EXPORTER_REPLAY")]
     pub replay: Option<PathBuf>,
 
+    /// Accept NetFlow/IPFIX only from exporters in this network (repeatable); datagrams from
+    /// elsewhere are dropped before decoding and counted in goflow_exporter_rejected_total.
+    /// Default: every source.
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "GOFLOW2_EXPORTER_ALLOW_EXPORTER",
+        value_delimiter = ','
+    )]
+    pub allow_exporter: Vec<IpNet>,
+
     /// Most exporters (address:port × version × source id) whose templates are kept, least
     /// recently seen evicted first; also the most exporters with their own per-exporter series.
     #[arg(
@@ -253,6 +264,7 @@ impl Cli {
                 ..DecoderLimits::default()
             },
             pipeline: PipelineConfig {
+                allowed_exporters: self.allow_exporter.into_iter().map(|n| n.trunc()).collect(),
                 max_exporter_series: max_exporters,
                 exporter_idle: self.exporter_idle,
             },

@@ -45,7 +45,7 @@ use tracing::{error, info, warn};
 
 use crate::aggregate::{Aggregator, AggregatorConfig};
 use crate::decode::netflow::{DecoderLimits, NetflowParserDecoder};
-use crate::input::datagram::{DatagramPipeline, PipelineConfig};
+use crate::input::datagram::{DatagramPipeline, DecoderFactory, PipelineConfig};
 use crate::input::replay::Capture;
 use crate::input::stdin::{StdinSink, StdinSummary};
 use crate::input::udp::{BoundListener, ListenSpec};
@@ -145,10 +145,12 @@ pub async fn run(
     // the exposition's shape does not depend on it.
     let stdin_sink = StdinSink::new(&registry, aggregator.clone(), clock);
     let replay_datagrams = registry.counter(telemetry::REPLAY_DATAGRAMS, &[]);
+    let limits = config.decoder;
+    let factory: DecoderFactory = Arc::new(move || Box::new(NetflowParserDecoder::new(limits)));
     let pipeline = || {
         DatagramPipeline::new(
-            Box::new(NetflowParserDecoder::new(config.decoder)),
-            config.pipeline,
+            factory.clone(),
+            config.pipeline.clone(),
             registry.clone(),
             aggregator.clone(),
             clock,

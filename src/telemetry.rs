@@ -31,6 +31,7 @@ pub const UNKNOWN_SAMPLING_RATE: &str = "goflow_flows_unknown_sampling_rate_tota
 pub const EXPORTER_DATAGRAMS: &str = "goflow_exporter_datagrams_total";
 pub const EXPORTER_BYTES: &str = "goflow_exporter_bytes_total";
 pub const EXPORTER_TEMPLATES: &str = "goflow_exporter_templates";
+pub const EXPORTER_REJECTED: &str = "goflow_exporter_rejected_total";
 pub const UDP_KERNEL_DROPS: &str = "goflow_udp_kernel_drops_total";
 pub const REPLAY_DATAGRAMS: &str = "goflow_replay_datagrams_total";
 pub const METRIC_SERIES: &str = "goflow_metric_series";
@@ -158,6 +159,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         Kind::Gauge,
         None,
         "v9/IPFIX templates currently known per exporter (all source ids / domains).",
+    ),
+    (
+        EXPORTER_REJECTED,
+        Kind::Counter,
+        None,
+        "UDP datagrams dropped before decoding because their source is outside --allow-exporter.",
     ),
     (
         UDP_KERNEL_DROPS,

@@ -28,10 +28,13 @@ pub enum ErrorType {
     /// UDP: a v9/IPFIX data set whose template is not known (yet), e.g. after a collector
     /// restart: its records are not decoded. Counted once per set.
     MissingTemplate,
+    /// A decoder panicked on this input (a bug): the input is dropped, the panic logged, and the
+    /// input's decoder state (templates) reset; the process goes on.
+    DecoderPanic,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 7] = [
+    pub const ALL: [ErrorType; 8] = [
         ErrorType::LineTooLong,
         ErrorType::InvalidUtf8,
         ErrorType::InvalidJson,
@@ -39,6 +42,7 @@ impl ErrorType {
         ErrorType::MalformedDatagram,
         ErrorType::UnsupportedVersion,
         ErrorType::MissingTemplate,
+        ErrorType::DecoderPanic,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +54,7 @@ impl ErrorType {
             ErrorType::MalformedDatagram => "malformed_datagram",
             ErrorType::UnsupportedVersion => "unsupported_version",
             ErrorType::MissingTemplate => "missing_template",
+            ErrorType::DecoderPanic => "decoder_panic",
         }
     }
 

@@ -42,15 +42,18 @@ pub struct DatagramReport {
     pub unsupported_version: u32,
     /// Data sets whose template is not known (yet): their records are not decoded.
     pub missing_template: u32,
+    /// The decoder panicked (set by the caller that caught it).
+    pub panicked: u32,
 }
 
 impl DatagramReport {
     /// The report's errors as `(error_type, count)` pairs.
-    pub fn errors(&self) -> [(ErrorType, u32); 3] {
+    pub fn errors(&self) -> [(ErrorType, u32); 4] {
         [
             (ErrorType::MalformedDatagram, self.malformed),
             (ErrorType::UnsupportedVersion, self.unsupported_version),
             (ErrorType::MissingTemplate, self.missing_template),
+            (ErrorType::DecoderPanic, self.panicked),
         ]
     }
 }

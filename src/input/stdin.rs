@@ -156,6 +156,25 @@ pub struct StdinSummary {
     pub errors: u64,
 }
 
+/// Decodes a line; a panic in the decoder (a bug) drops the line as `decoder_panic` instead of
+/// ending the input. The cost is nil unless a panic happens.
+fn decode_guarded(line: &[u8], flows: &mut Vec<Flow>) -> Result<(), ErrorType> {
+    let before = flows.len();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        goflow_json::decode_line(line, flows)
+    })) {
+        Ok(result) => result,
+        Err(_) => {
+            flows.truncate(before);
+            tracing::error!(
+                len = line.len(),
+                "the JSON decoder panicked; line dropped (please report)"
+            );
+            Err(ErrorType::DecoderPanic)
+        }
+    }
+}
+
 /// Reads lines until EOF, decoding and recording them batch by batch.
 pub fn run<R: BufRead>(reader: R, max_line: usize, sink: &StdinSink) -> io::Result<StdinSummary> {
     let mut splitter = LineSplitter::new(reader, max_line);
@@ -174,7 +193,7 @@ pub fn run<R: BufRead>(reader: R, max_line: usize, sink: &StdinSink) -> io::Resu
                     if line.iter().all(u8::is_ascii_whitespace) {
                         Ok(())
                     } else {
-                        goflow_json::decode_line(line, &mut flows)
+                        decode_guarded(line, &mut flows)
                     }
                 }
             };

@@ -206,6 +206,7 @@ fn expected() -> MetricMap {
         ("malformed_datagram", 0.0),
         ("unsupported_version", 0.0),
         ("missing_template", 0.0),
+        ("decoder_panic", 0.0),
     ] {
         put(
             &format!(r#"goflow_parse_errors_total{{error_type="{error_type}"}}"#),
