@@ -118,9 +118,105 @@ struct ScopeState {
     by_sampler: HashMap<u64, u64>,
     /// systemInitTimeMilliseconds (IE 160) from options data (softflowd sends it there).
     sys_init_ms: Option<u64>,
-    /// Record length of each fixed-length template, to cut large sets (see `decode_sets`).
-    record_len: HashMap<u16, usize>,
+    /// Field lengths of each (options) template, to count the records of a set ourselves (see
+    /// `decode_sets`).
+    layouts: HashMap<u16, Layout>,
     last_seen: Option<Instant>,
+}
+
+/// A template's record layout, as far as counting records needs it.
+#[derive(Debug)]
+enum Layout {
+    /// Every record has this many bytes.
+    Fixed(usize),
+    /// Field lengths, 0xFFFF for a variable-length field (1- or 3-byte length prefix).
+    Variable(Vec<u16>),
+}
+
+impl Layout {
+    /// How many whole records `body` holds (what a correct parser must return), and whether a
+    /// record starts but does not fit (damage, not padding).
+    fn count(&self, body: &[u8]) -> (usize, bool) {
+        match self {
+            Layout::Fixed(len) => (body.len() / len, false),
+            Layout::Variable(fields) => {
+                let min: usize = fields
+                    .iter()
+                    .map(|&l| if l == 0xFFFF { 1 } else { usize::from(l) })
+                    .sum();
+                let (mut pos, mut records) = (0usize, 0usize);
+                while body.len() - pos >= min.max(1) {
+                    let mut p = pos;
+                    for &l in fields {
+                        let len = if l == 0xFFFF {
+                            let Some(&short) = body.get(p) else {
+                                return (records, true);
+                            };
+                            p += 1;
+                            if short == 255 {
+                                let Some(long) = be16(body, p) else {
+                                    return (records, true);
+                                };
+                                p += 2;
+                                usize::from(long)
+                            } else {
+                                usize::from(short)
+                            }
+                        } else {
+                            usize::from(l)
+                        };
+                        p += len;
+                    }
+                    if p > body.len() {
+                        return (records, true);
+                    }
+                    if p == pos {
+                        break;
+                    }
+                    pos = p;
+                    records += 1;
+                }
+                (records, false)
+            }
+        }
+    }
+}
+
+/// What a set holds, by our own count.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// No layout known (e.g. data before its template).
+    Unknown,
+    Records(usize),
+    /// A record runs past the end of the set.
+    Damaged,
+}
+
+/// Data and options records the parser returned in `packet`.
+fn records_in(packet: &NetflowPacket) -> usize {
+    match packet {
+        NetflowPacket::V9(v9) => v9
+            .flowsets
+            .iter()
+            .map(|fs| match &fs.body {
+                V9Body::Data(d) => d.fields.len(),
+                V9Body::OptionsData(o) => o.fields.len(),
+                _ => 0,
+            })
+            .sum(),
+        NetflowPacket::IPFix(ipfix) => ipfix
+            .flowsets
+            .iter()
+            .map(|fs| match &fs.body {
+                IpfixBody::Data(d) => d.fields.len(),
+                IpfixBody::OptionsData(o) => o.fields.len(),
+                IpfixBody::V9Data(d) => d.fields.len(),
+                IpfixBody::V9OptionsData(o) => o.fields.len(),
+                _ => 0,
+            })
+            .sum(),
+        _ => 0,
+    }
 }
 
 /// Scope of options state: (exporter, version, source id / observation domain).
@@ -281,41 +377,41 @@ impl NetflowParserDecoder {
             let set_id = be16(set, 0).unwrap_or(0);
             let body = &set[4..];
             if is_template_set(version, set_id) {
-                self.learn_record_lengths(scope_key, version, set_id, body);
+                self.learn_layouts(scope_key, version, set_id, body);
             }
             // netflow_parser 1.0.6 stops at 1024 records per set without a word, whatever it is
-            // configured to (some of its parse paths use the default constant). Sets of
-            // fixed-length records are cut into pieces it decodes whole.
-            let piece = self
+            // configured to (some of its parse paths use the default constant), and drops the
+            // rest of a set after a zero-length variable-length value. Knowing the layout, we cut
+            // large fixed-length sets into pieces it decodes whole, and count what it returns
+            // against what the set holds, so any loss is counted, never silent.
+            let layout = self
                 .scopes
                 .get(&scope_key)
-                .and_then(|s| s.record_len.get(&set_id))
-                .map(|len| len * PARSER_MAX_RECORDS_PER_SET);
-            match piece {
-                Some(n) if body.len() > n => {
-                    for chunk in body.chunks(n) {
-                        self.parse_set(
-                            exporter,
-                            header,
-                            set_id,
-                            chunk,
-                            received_ns,
-                            scope_key,
-                            out,
-                            report,
-                        );
-                    }
-                }
-                _ => self.parse_set(
+                .and_then(|s| s.layouts.get(&set_id));
+            let pieces: Vec<(&[u8], Expect)> = match layout {
+                Some(Layout::Fixed(len)) if body.len() > len * PARSER_MAX_RECORDS_PER_SET => body
+                    .chunks(len * PARSER_MAX_RECORDS_PER_SET)
+                    .map(|c| (c, Expect::Records(c.len() / len)))
+                    .collect(),
+                Some(l) => match l.count(body) {
+                    // A record that runs past its set: damage, whatever the parser makes of it.
+                    (_, true) => vec![(body, Expect::Damaged)],
+                    (records, false) => vec![(body, Expect::Records(records))],
+                },
+                None => vec![(body, Expect::Unknown)],
+            };
+            for (piece, expected) in pieces {
+                self.parse_set(
                     exporter,
                     header,
                     set_id,
-                    body,
+                    piece,
+                    expected,
                     received_ns,
                     scope_key,
                     out,
                     report,
-                ),
+                );
             }
         }
     }
@@ -329,6 +425,7 @@ impl NetflowParserDecoder {
         header: &[u8],
         set_id: u16,
         body: &[u8],
+        expected: Expect,
         received_ns: u64,
         scope_key: ScopeKey,
         out: &mut Vec<Flow>,
@@ -350,7 +447,15 @@ impl NetflowParserDecoder {
             self.scratch[2..4].copy_from_slice(&1u16.to_be_bytes());
         }
         let result = self.parser.parse_from_source(exporter, &self.scratch);
-        if result.error.is_some() {
+        let returned: usize = result.packets.iter().map(records_in).sum();
+        let missing_template = result.packets.iter().any(has_no_template);
+        let lost = match expected {
+            Expect::Damaged => true,
+            Expect::Records(n) => !missing_template && returned < n,
+            Expect::Unknown => false,
+        };
+        // One count per set, whether the parser said so or we found the loss.
+        if result.error.is_some() || lost {
             report.malformed += 1;
         }
         for packet in &result.packets {
@@ -469,8 +574,8 @@ impl NetflowParserDecoder {
         }
     }
 
-    /// Remembers the record length of each fixed-length template in a (options) template set.
-    fn learn_record_lengths(&mut self, key: ScopeKey, version: u16, set_id: u16, body: &[u8]) {
+    /// Remembers the layout of each template in a (options) template set.
+    fn learn_layouts(&mut self, key: ScopeKey, version: u16, set_id: u16, body: &[u8]) {
         let max = self.limits.max_templates.saturating_mul(4);
         let scope = self.scope(key);
         let mut p = 0;
@@ -485,8 +590,7 @@ impl NetflowParserDecoder {
             if id < 256 {
                 break; // padding
             }
-            let mut total = 0usize;
-            let mut variable = false;
+            let mut lengths = Vec::with_capacity(fields.min(128));
             for _ in 0..fields {
                 let (Some(ie), Some(len)) = (be16(body, q), be16(body, q + 2)) else {
                     return; // truncated: the parser will report it
@@ -495,22 +599,44 @@ impl NetflowParserDecoder {
                 if version == 10 && ie & 0x8000 != 0 {
                     q += 4; // enterprise number
                 }
-                if len == 0xFFFF {
-                    variable = true;
-                } else {
-                    total += usize::from(len);
-                }
+                lengths.push(len);
             }
             if q > body.len() {
                 return;
             }
-            if variable || total == 0 {
-                scope.record_len.remove(&id);
-            } else if scope.record_len.len() < max || scope.record_len.contains_key(&id) {
-                scope.record_len.insert(id, total);
+            let total: usize = lengths.iter().map(|&l| usize::from(l)).sum();
+            let layout = if lengths.contains(&0xFFFF) {
+                Some(Layout::Variable(lengths))
+            } else if total > 0 {
+                Some(Layout::Fixed(total))
+            } else {
+                None
+            };
+            match layout {
+                Some(l) if scope.layouts.len() < max || scope.layouts.contains_key(&id) => {
+                    scope.layouts.insert(id, l);
+                }
+                _ => {
+                    scope.layouts.remove(&id);
+                }
             }
             p = q;
         }
+    }
+}
+
+/// Whether the parser reported a set without a known template (counted as such, not as a loss).
+fn has_no_template(packet: &NetflowPacket) -> bool {
+    match packet {
+        NetflowPacket::V9(v9) => v9
+            .flowsets
+            .iter()
+            .any(|fs| matches!(fs.body, V9Body::NoTemplate(_))),
+        NetflowPacket::IPFix(ipfix) => ipfix
+            .flowsets
+            .iter()
+            .any(|fs| matches!(fs.body, IpfixBody::NoTemplate(_))),
+        _ => false,
     }
 }
 

@@ -530,3 +530,112 @@ fn sets_with_more_than_1024_records_decode_whole() {
         assert_eq!(flows.len(), 3000, "{report:?}");
     }
 }
+
+/// IPFIX template with an enterprise field: (IE | 0x8000, length, PEN).
+fn template_with_enterprise(id: u16) -> Vec<u8> {
+    let mut t = id.to_be_bytes().to_vec();
+    t.extend_from_slice(&3u16.to_be_bytes()); // 3 fields
+    t.extend_from_slice(&[0x00, 0x08, 0x00, 0x04]); // IE 8 sourceIPv4Address, 4
+    t.extend_from_slice(&[0x80, 0x01, 0x00, 0x04]); // enterprise bit + element 1, 4 bytes
+    t.extend_from_slice(&12345u32.to_be_bytes()); // private enterprise number
+    t.extend_from_slice(&[0x00, 0x01, 0x00, 0x04]); // IE 1 octetDeltaCount, 4
+    t
+}
+
+#[test]
+fn enterprise_fields_are_skipped_cleanly() {
+    let mut rec = vec![10, 0, 0, 1]; // src
+    rec.extend_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // enterprise value
+    rec.extend_from_slice(&777u32.to_be_bytes()); // bytes
+    let dgram = ipfix(0, &[set(2, &template_with_enterprise(300)), set(300, &rec)]);
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(report.malformed, 0, "{report:?}");
+    assert_eq!(flows[0].bytes, 777);
+    assert_eq!(flows[0].src_addr, Some("10.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn a_repeated_field_takes_the_last_value() {
+    // IE 1 twice (Cisco inner/outer style): the last in the template wins, as in goflow2.
+    let layout: &[(u16, u16)] = &[(8, 4), (1, 4), (1, 4)];
+    let mut rec = vec![10, 0, 0, 1];
+    rec.extend_from_slice(&100u32.to_be_bytes());
+    rec.extend_from_slice(&200u32.to_be_bytes());
+    let dgram = ipfix(0, &[set(2, &template(301, layout)), set(301, &rec)]);
+    let (flows, _) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(flows[0].bytes, 200);
+}
+
+/// Template 302: src (4), IE 82 interfaceName (variable length), bytes (4).
+const VARLEN: &[(u16, u16)] = &[(8, 4), (82, 0xFFFF), (1, 4)];
+
+fn varlen_record(name: &[u8], bytes: u32) -> Vec<u8> {
+    let mut r = vec![10, 0, 0, 1];
+    if name.len() < 255 {
+        r.push(name.len() as u8); // 1-byte length
+    } else {
+        r.push(255); // 3-byte length
+        r.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    }
+    r.extend_from_slice(name);
+    r.extend_from_slice(&bytes.to_be_bytes());
+    r
+}
+
+#[test]
+fn variable_length_fields_decode_and_a_zero_length_value_is_a_counted_loss() {
+    let mut d = decoder();
+    let records = [varlen_record(b"ether1", 1), varlen_record(&[b'x'; 300], 2)].concat();
+    let dgram = ipfix(0, &[set(2, &template(302, VARLEN)), set(302, &records)]);
+    let (flows, report) = decode(&mut d, EXPORTER_A, &dgram);
+    assert_eq!(report.malformed, 0, "{report:?}");
+    assert_eq!(flows.iter().map(|f| f.bytes).collect::<Vec<_>>(), [1, 2]);
+
+    // A zero-length value: netflow_parser 1.0.6 silently drops that record and the rest of the
+    // set. We count the records the set holds, so the loss is reported.
+    let records = [
+        varlen_record(b"ether1", 1),
+        varlen_record(b"", 2),
+        varlen_record(b"ether3", 3),
+    ]
+    .concat();
+    let (flows, report) = decode(&mut d, EXPORTER_A, &ipfix(0, &[set(302, &records)]));
+    assert!(flows.len() < 3);
+    assert_eq!(report.malformed, 1, "{report:?}");
+}
+
+#[test]
+fn a_variable_length_of_65535_beyond_the_datagram_is_malformed() {
+    let mut d = decoder();
+    let mut rec = vec![10, 0, 0, 1, 255, 0xff, 0xff]; // src, 3-byte length 65535
+    rec.extend_from_slice(b"short"); // far fewer bytes than announced
+    let dgram = ipfix(0, &[set(2, &template(302, VARLEN)), set(302, &rec)]);
+    let (flows, report) = decode(&mut d, EXPORTER_A, &dgram);
+    assert!(flows.is_empty());
+    assert_eq!(report.malformed, 1, "{report:?}");
+    // The exporter's next good datagram still decodes.
+    let (flows, report) = decode(
+        &mut d,
+        EXPORTER_A,
+        &ipfix(0, &[set(302, &varlen_record(b"ok", 5))]),
+    );
+    assert_eq!((flows.len(), report.malformed), (1, 0));
+}
+
+#[test]
+fn zero_length_set_header_in_the_middle_is_malformed() {
+    let mut dgram = ipfix(
+        0,
+        &[
+            set(2, &template(256, BASIC)),
+            set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1)),
+        ],
+    );
+    // A set header announcing length 0, followed by non-zero bytes; fix the message length.
+    dgram.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0xde, 0xad]);
+    let len = dgram.len() as u16;
+    dgram[2..4].copy_from_slice(&len.to_be_bytes());
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(report.malformed, 1);
+}
