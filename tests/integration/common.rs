@@ -48,6 +48,7 @@ pub struct Exporter {
     /// The first UDP listener's address, when one was logged at start-up.
     udp: Option<SocketAddr>,
     logs: Arc<Mutex<String>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Exporter {
@@ -78,7 +79,7 @@ impl Exporter {
         let (udp_tx, udp_rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("serving metrics on http://").nth(1) {
                     let addr = rest.split('/').next().unwrap_or_default().to_string();
@@ -111,6 +112,7 @@ impl Exporter {
             addr,
             udp,
             logs,
+            log_reader: Some(log_reader),
         }
     }
 
@@ -176,6 +178,11 @@ impl Exporter {
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // The process is gone: let the log reader drain stderr to its end, so `logs()`
+                // holds everything the process printed.
+                if let Some(reader) = self.log_reader.take() {
+                    let _ = reader.join();
+                }
                 return Some(status);
             }
             std::thread::sleep(Duration::from_millis(10));
