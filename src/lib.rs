@@ -32,6 +32,8 @@ pub mod input;
 pub mod names;
 pub mod sampling;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testkit;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! builders are used where the layout is the point of the test, not the bytes.
 
 use super::*;
+use crate::testkit::*;
 
 const EXPORTER_A: &str = "192.0.2.1:40000";
 const EXPORTER_B: &str = "192.0.2.2:40000";
@@ -19,61 +20,6 @@ fn decode(d: &mut NetflowParserDecoder, from: &str, bytes: &[u8]) -> (Vec<Flow>,
 
 fn decoder() -> NetflowParserDecoder {
     NetflowParserDecoder::new(DecoderLimits::default())
-}
-
-/// v9 header: version 9, count, sysUptime 10 s, unix_secs 1_700_000_000, sequence 1, source id.
-fn v9(source_id: u32, sets: &[Vec<u8>]) -> Vec<u8> {
-    let mut d = vec![0x00, 0x09]; // version 9
-    d.extend_from_slice(&(sets.len() as u16).to_be_bytes()); // count
-    d.extend_from_slice(&10_000u32.to_be_bytes()); // sysUptime (ms)
-    d.extend_from_slice(&1_700_000_000u32.to_be_bytes()); // unix_secs
-    d.extend_from_slice(&1u32.to_be_bytes()); // sequence
-    d.extend_from_slice(&source_id.to_be_bytes()); // source id
-    sets.iter().for_each(|s| d.extend_from_slice(s));
-    d
-}
-
-/// IPFIX header: version 10, length, export time 1_700_000_000, sequence 1, domain.
-fn ipfix(domain: u32, sets: &[Vec<u8>]) -> Vec<u8> {
-    let len: usize = 16 + sets.iter().map(Vec::len).sum::<usize>();
-    let mut d = vec![0x00, 0x0a]; // version 10
-    d.extend_from_slice(&(len as u16).to_be_bytes()); // message length
-    d.extend_from_slice(&1_700_000_000u32.to_be_bytes()); // export time
-    d.extend_from_slice(&1u32.to_be_bytes()); // sequence
-    d.extend_from_slice(&domain.to_be_bytes()); // observation domain
-    sets.iter().for_each(|s| d.extend_from_slice(s));
-    d
-}
-
-/// A set: id, length (header included), body.
-fn set(id: u16, body: &[u8]) -> Vec<u8> {
-    let mut s = id.to_be_bytes().to_vec();
-    s.extend_from_slice(&((body.len() + 4) as u16).to_be_bytes());
-    s.extend_from_slice(body);
-    s
-}
-
-/// A template record: id, field count, (IE, length) pairs.
-fn template(id: u16, fields: &[(u16, u16)]) -> Vec<u8> {
-    let mut t = id.to_be_bytes().to_vec();
-    t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
-    for (ie, len) in fields {
-        t.extend_from_slice(&ie.to_be_bytes());
-        t.extend_from_slice(&len.to_be_bytes());
-    }
-    t
-}
-
-/// IE 8 src v4, IE 12 dst v4, IE 4 proto, IE 1 bytes (4), IE 2 packets (4).
-const BASIC: &[(u16, u16)] = &[(8, 4), (12, 4), (4, 1), (1, 4), (2, 4)];
-
-fn basic_record(src: [u8; 4], dst: [u8; 4], proto: u8, bytes: u32, packets: u32) -> Vec<u8> {
-    let mut r = src.to_vec();
-    r.extend_from_slice(&dst);
-    r.push(proto);
-    r.extend_from_slice(&bytes.to_be_bytes());
-    r.extend_from_slice(&packets.to_be_bytes());
-    r
 }
 
 #[test]

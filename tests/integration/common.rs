@@ -41,6 +41,14 @@ pub fn shared_dir() -> Option<PathBuf> {
     p.is_dir().then_some(p)
 }
 
+/// The binary under test: this build's, or `GOFLOW2_EXPORTER_BIN` (e.g. a release build, to
+/// take the overload test's figures).
+pub fn binary() -> PathBuf {
+    std::env::var_os("GOFLOW2_EXPORTER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_goflow2-exporter")))
+}
+
 /// A running exporter process, killed on drop.
 pub struct Exporter {
     pub child: Child,
@@ -64,7 +72,7 @@ impl Exporter {
 
     /// Like [`Exporter::start_with`], with extra environment variables for the child.
     pub fn start_env(args: &[&str], envs: &[(&str, &str)], stdin: Stdio) -> Exporter {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+        let mut child = Command::new(binary())
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(args)
             .envs(envs.iter().copied())

@@ -8,6 +8,7 @@ mod native_fixtures;
 mod native_flood;
 mod native_vs_stdin;
 mod promtool;
+mod robustness;
 mod stdin_golden;
 mod stdin_malformed;
 mod stdin_samples;

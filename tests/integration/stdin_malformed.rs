@@ -30,10 +30,10 @@ fn malformed_input_is_counted_and_bounded() {
     for _ in 0..100 {
         stdin.write_all(&garbage_line(&mut seed, 200)).unwrap(); // 100 x invalid_utf8
     }
-    // One 50 MiB line, written in pieces: line_too_long (default cap 1 MiB).
+    // One 100 MiB line, written in pieces: line_too_long (default cap 1 MiB).
     stdin.write_all(br#"{"type":"NETFLOW_V5","pad":""#).unwrap();
     let chunk = vec![b'x'; 1 << 20];
-    for _ in 0..50 {
+    for _ in 0..100 {
         stdin.write_all(&chunk).unwrap();
     }
     stdin.write_all(b"\"}\n").unwrap();
@@ -106,9 +106,9 @@ fn malformed_input_is_counted_and_bounded() {
         100.0
     );
 
-    // The 50 MiB line was never buffered whole.
+    // The 100 MiB line was never buffered whole.
     let peak = exporter.peak_rss_kib();
-    assert!(peak < 48 * 1024, "peak RSS {peak} KiB after a 50 MiB line");
+    assert!(peak < 48 * 1024, "peak RSS {peak} KiB after a 100 MiB line");
     // Still alive and healthy.
     assert!(exporter.child.try_wait().unwrap().is_none());
     assert_eq!(crate::common::http_get(exporter.addr, "/healthz").0, 200);

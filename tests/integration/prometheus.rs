@@ -1,0 +1,1391 @@
+//! The deployment files against real tools: a real Prometheus server (Debian package
+//! `prometheus`) scrapes a real exporter with the shipped `deploy/prometheus.yml`, and every PromQL
+//! query of the README and of the Grafana dashboard must return the series the fixture implies;
+//! `promtool` checks the shipped configuration and the dashboard's expressions; the compose file,
+//! the Dockerfiles and the systemd units must reference files, ports and variables that exist.
+//!
+//! The traffic is `testdata/fixtures/mixed-v9-3exporters.pcap` (softflowd and pmacct, one exporter
+//! sampling 1:4): replayed once before Prometheus starts, then sent again over UDP a few times, so
+//! `rate()` is not 0 and every series grows in proportion to the fixture. The expected shares come
+//! from the fixture's `expected.json` (tshark's totals, scaled by the sampling rate), never from
+//! the exporter.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use goflow2_exporter::capture::read_datagrams;
+use goflow2_exporter::names::protocol_name;
+use serde_json::Value;
+
+use crate::common::{Exporter, MetricMap, available, family, repo_path};
+
+const FIXTURE: &str = "testdata/fixtures/mixed-v9-3exporters.pcap";
+const EXPECTED: &str = "testdata/fixtures/mixed-v9-3exporters.expected.json";
+const DASHBOARD: &str = "deploy/grafana/dashboards/goflow2-exporter.json";
+const PROMETHEUS_YML: &str = "deploy/prometheus.yml";
+/// What the tests put in place of Grafana's `$__rate_interval`.
+const RATE_INTERVAL: &str = "1m";
+/// Times the fixture is sent over UDP after the replay.
+const BURSTS: u32 = 3;
+/// The `error_type` values of `goflow_parse_errors_total` (README, Error types).
+const ERROR_TYPES: [&str; 7] = [
+    "invalid_json",
+    "invalid_field",
+    "invalid_utf8",
+    "line_too_long",
+    "malformed_datagram",
+    "unsupported_version",
+    "missing_template",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Tools, temporary directories, HTTP
+
+fn has_tool(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "goflow2-exporter-{what}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&p).expect("create a temporary directory");
+        TempDir(p)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A plain HTTP/1.0 GET that returns `None` when the server is not there (yet).
+fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real Prometheus server
+
+/// One series of an instant query's result.
+#[derive(Debug, Clone)]
+struct Sample {
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+impl Sample {
+    fn label(&self, name: &str) -> &str {
+        self.labels.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A Prometheus server on loopback with its own storage, killed (and its files removed) on drop.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    started: Instant,
+    dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` and waits until it is ready.
+    fn start(config: &str) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts");
+        let mut prom = Prometheus {
+            child,
+            addr,
+            started: Instant::now(),
+            dir,
+        };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = prom.child.try_wait().unwrap() {
+                panic!("prometheus exited ({status}):\n{}", prom.log());
+            }
+            if try_get(addr, "/-/ready").is_some_and(|(code, _)| code == 200) {
+                return prom;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "prometheus not ready within 30 s:\n{}",
+                prom.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+
+    /// `/api/v1/query` at `time` (Unix seconds; `None`: now); the result must be a vector.
+    fn query(&self, promql: &str, time: Option<f64>) -> Vec<Sample> {
+        let mut path = format!("/api/v1/query?query={}", url_encode(promql));
+        if let Some(t) = time {
+            path.push_str(&format!("&time={t:.3}"));
+        }
+        let (code, body) = try_get(self.addr, &path)
+            .unwrap_or_else(|| panic!("no answer from prometheus:\n{}", self.log()));
+        let v: Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{promql}: the answer is not JSON ({e}): {body}"));
+        assert!(
+            code == 200 && v["status"] == "success",
+            "{promql}: HTTP {code}: {body}"
+        );
+        assert_eq!(
+            v["data"]["resultType"], "vector",
+            "{promql}: not a vector: {body}"
+        );
+        v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| Sample {
+                labels: s["metric"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                    .collect(),
+                value: s["value"][1].as_str().unwrap().parse().unwrap(),
+            })
+            .collect()
+    }
+
+    /// Queries `promql` until `done` holds for its result, or panics after `timeout`.
+    fn query_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        promql: &str,
+        done: impl Fn(&[Sample]) -> bool,
+    ) {
+        let start = Instant::now();
+        loop {
+            let res = self.query(promql, None);
+            if done(&res) {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{what}: not reached within {timeout:?}; {promql} = {res:?}\nprometheus log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The queries: README and dashboard
+
+/// Every line of the README's ```promql blocks that is not blank or a comment.
+fn readme_queries() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in readme.lines() {
+        let t = line.trim();
+        if inside {
+            if t.starts_with("```") {
+                inside = false;
+            } else if !t.is_empty() && !t.starts_with('#') {
+                out.push(t.to_string());
+            }
+        } else if t == "```promql" {
+            inside = true;
+        }
+    }
+    out
+}
+
+fn dashboard() -> Value {
+    let text = std::fs::read_to_string(repo_path(DASHBOARD)).unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{DASHBOARD} is not valid JSON: {e}"))
+}
+
+/// Every panel, rows' nested panels included.
+fn panels(dash: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for p in dash["panels"].as_array().expect("panels") {
+        out.push(p);
+        if let Some(nested) = p["panels"].as_array() {
+            out.extend(nested);
+        }
+    }
+    out
+}
+
+/// (panel title, expression as written) of every target of every panel.
+fn dashboard_targets(dash: &Value) -> Vec<(String, String)> {
+    panels(dash)
+        .into_iter()
+        .flat_map(|p| {
+            let title = p["title"].as_str().unwrap_or("").to_string();
+            p["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |t| {
+                    let expr = t["expr"].as_str().unwrap_or_else(|| {
+                        panic!("panel {title:?}: a target without expr: {t}")
+                    });
+                    (title.clone(), expr.to_string())
+                })
+        })
+        .collect()
+}
+
+/// A dashboard expression as Prometheus gets it: Grafana's `$__rate_interval` replaced. No other
+/// dashboard variable is used.
+fn substitute(expr: &str) -> String {
+    let out = expr.replace("$__rate_interval", RATE_INTERVAL);
+    assert!(
+        !out.contains('$'),
+        "{expr}: a dashboard variable the tests do not substitute"
+    );
+    out
+}
+
+/// The dashboard's expressions, substituted, in panel order.
+fn dashboard_queries() -> Vec<String> {
+    dashboard_targets(&dashboard())
+        .into_iter()
+        .map(|(_, e)| substitute(&e))
+        .collect()
+}
+
+/// The query with every range selector's duration replaced by `R`, so that the README's `[5m]`
+/// and the dashboard's `[$__rate_interval]` share one expectation.
+fn normalize(q: &str) -> String {
+    let mut out = String::new();
+    let mut rest = q;
+    while let Some(i) = rest.find('[') {
+        let Some(j) = rest[i..].find(']') else { break };
+        out.push_str(&rest[..i]);
+        out.push_str("[R]");
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The duration of the query's (first) range selector.
+fn range_of(q: &str) -> &str {
+    let i = q.find('[').expect("a range selector");
+    let j = q[i..].find(']').unwrap();
+    &q[i + 1..i + j]
+}
+
+/// The `goflow_*` metric names a query mentions.
+fn metric_names(q: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = q;
+    while let Some(i) = rest.find("goflow_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        out.insert(name);
+    }
+    out
+}
+
+/// The metric names of the README's Metrics table.
+fn readme_metrics() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `goflow_"))
+        .map(|l| format!("goflow_{}", l.split('`').next().unwrap()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the fixture implies (tshark's totals, scaled by the sampling rate)
+
+struct Fixture {
+    datagrams: u64,
+    scaled_bytes: f64,
+    src_bytes: BTreeMap<String, f64>,
+    dst_bytes: BTreeMap<String, f64>,
+    protocol_bytes: BTreeMap<String, f64>,
+    sampler_bytes: BTreeMap<String, f64>,
+    sampler_packets: BTreeMap<String, f64>,
+    sampler_flows: BTreeMap<String, f64>,
+    /// (sampler address, flow type) pairs.
+    sampler_types: usize,
+    sampler_datagrams: BTreeMap<String, f64>,
+    sampler_rate: BTreeMap<String, f64>,
+}
+
+fn field(map: &Value, key: &str) -> BTreeMap<String, f64> {
+    map.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, t)| (k.clone(), t[key].as_f64().unwrap()))
+        .collect()
+}
+
+impl Fixture {
+    fn load() -> Fixture {
+        let want: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_path(EXPECTED)).unwrap()).unwrap();
+        let s = &want["sampling"]["scaled_by"];
+        let by_sampler = |key: &str| {
+            let mut m = BTreeMap::new();
+            for (k, t) in s["by_exporter"].as_object().unwrap() {
+                let addr = k.split_once('|').unwrap().0.to_string();
+                *m.entry(addr).or_default() += t[key].as_f64().unwrap();
+            }
+            m
+        };
+        let protocol_bytes = field(&s["by_protocol"], "bytes")
+            .into_iter()
+            .map(|(p, v)| (protocol_name(p.parse::<u8>().ok()).to_string(), v))
+            .collect();
+        let mut sampler_datagrams = BTreeMap::new();
+        for e in want["exporters"].as_array().unwrap() {
+            *sampler_datagrams
+                .entry(e["address"].as_str().unwrap().to_string())
+                .or_default() += e["datagrams"].as_f64().unwrap();
+        }
+        let mut sampler_rate = BTreeMap::new();
+        for (k, rates) in want["sampling"]["rate_by_exporter"].as_object().unwrap() {
+            let addr: SocketAddr = k.parse().unwrap();
+            let rates = rates.as_array().unwrap();
+            assert_eq!(rates.len(), 1, "{k}: one rate per exporter");
+            let rate = rates[0].as_f64().unwrap();
+            let prev = sampler_rate.insert(addr.ip().to_string(), rate);
+            assert!(
+                prev.is_none_or(|p| p == rate),
+                "{k}: the exporters of one address disagree"
+            );
+        }
+        Fixture {
+            datagrams: want["datagrams"].as_u64().unwrap(),
+            scaled_bytes: want["sampling"]["scaled_totals"]["bytes"].as_f64().unwrap(),
+            src_bytes: field(&s["by_src_addr"], "bytes"),
+            dst_bytes: field(&s["by_dst_addr"], "bytes"),
+            protocol_bytes,
+            sampler_bytes: by_sampler("bytes"),
+            sampler_packets: by_sampler("packets"),
+            sampler_flows: by_sampler("flows"),
+            sampler_types: s["by_exporter"].as_object().unwrap().len(),
+            sampler_datagrams,
+            sampler_rate,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks of one query's result
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12)
+}
+
+fn by_label<'a>(q: &str, res: &'a [Sample], label: &str) -> BTreeMap<&'a str, f64> {
+    let mut m = BTreeMap::new();
+    for s in res {
+        assert!(
+            m.insert(s.label(label), s.value).is_none(),
+            "{q}: two series with {label}={:?}: {res:?}",
+            s.label(label)
+        );
+    }
+    m
+}
+
+fn keys<'a, V>(m: &'a BTreeMap<impl AsRef<str> + Ord, V>) -> BTreeSet<&'a str> {
+    m.keys().map(AsRef::as_ref).collect()
+}
+
+/// One series per value of `label`, exactly the keys of `want`, each > 0 and in the proportions
+/// of `want`.
+fn assert_shares(q: &str, res: &[Sample], label: &str, want: &BTreeMap<String, f64>) {
+    let got = by_label(q, res, label);
+    assert_eq!(keys(&got), keys(want), "{q}: {label} values");
+    let got_sum: f64 = got.values().sum();
+    let want_sum: f64 = want.values().sum();
+    for (k, w) in want {
+        let g = got[k.as_str()];
+        assert!(g > 0.0, "{q}: {label}={k} is {g}, not > 0");
+        assert!(
+            close(g / got_sum, w / want_sum),
+            "{q}: {label}={k} is {g} of {got_sum}, want {w} of {want_sum}"
+        );
+    }
+}
+
+/// A `topk(k, ...)` result: the k largest of `want` by `label`, in its proportions; the largest
+/// is `want`'s largest.
+fn assert_top(q: &str, res: &[Sample], label: &str, want: &BTreeMap<String, f64>, k: usize) {
+    let mut sorted: Vec<(&str, f64)> = want.iter().map(|(a, v)| (a.as_str(), *v)).collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert!(sorted[0].1 > sorted[1].1, "the fixture has one top talker");
+    let got = by_label(q, res, label);
+    assert_eq!(got.len(), k.min(sorted.len()), "{q}: {got:?}");
+    let kth = sorted[got.len() - 1].1;
+    for (a, v) in &sorted {
+        if *v > kth {
+            assert!(got.contains_key(a), "{q}: {label}={a} ({v}) missing: {got:?}");
+        }
+    }
+    let (top, top_value) = got
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(a, v)| (*a, *v))
+        .unwrap();
+    assert_eq!(top, sorted[0].0, "{q}: the top {label}");
+    for (a, g) in &got {
+        let w = want
+            .get(*a)
+            .unwrap_or_else(|| panic!("{q}: unexpected {label}={a}"));
+        assert!(*w >= kth, "{q}: {label}={a} ({w}) is not in the top {k}");
+        assert!(
+            close(g / top_value, w / sorted[0].1),
+            "{q}: {label}={a} is {g} against {top_value} for {top}, want {w} against {}",
+            sorted[0].1
+        );
+    }
+}
+
+/// The value of a one-series result.
+fn single(q: &str, res: &[Sample]) -> f64 {
+    assert_eq!(res.len(), 1, "{q}: one series: {res:?}");
+    res[0].value
+}
+
+/// Everything a check may look at.
+struct Ctx<'a> {
+    prom: &'a Prometheus,
+    time: f64,
+    fx: &'a Fixture,
+    /// The exporter's own /metrics at the end (for gauges the fixture does not give).
+    scrape: &'a MetricMap,
+}
+
+impl Ctx<'_> {
+    fn query(&self, q: &str) -> Vec<Sample> {
+        self.prom.query(q, Some(self.time))
+    }
+
+    /// The sum of another query's series, over the same range as `q`.
+    fn sum_of(&self, q: &str, template: &str) -> f64 {
+        let other = template.replace("{R}", range_of(q));
+        self.query(&other).iter().map(|s| s.value).sum()
+    }
+}
+
+/// Asserts what `q` must return. Every README and dashboard query needs a case here.
+fn check(q: &str, res: &[Sample], ctx: &Ctx) {
+    let fx = ctx.fx;
+    match normalize(q).as_str() {
+        "topk(10, rate(goflow_bytes_by_src_addr_total[R]) * 8)" => {
+            assert_top(q, res, "src_addr", &fx.src_bytes, 10);
+        }
+        "topk(10, rate(goflow_bytes_by_dst_addr_total[R]) * 8)" => {
+            assert_top(q, res, "dst_addr", &fx.dst_bytes, 10);
+        }
+        "sum by (protocol) (rate(goflow_bytes_by_protocol_total[R]) * 8)" => {
+            assert_shares(q, res, "protocol", &fx.protocol_bytes);
+        }
+        "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[R]) * 8)" => {
+            assert_shares(q, res, "sampler_address", &fx.sampler_bytes);
+            // All routers' bytes are all protocols' bytes.
+            let total: f64 = res.iter().map(|s| s.value).sum();
+            let by_protocol = ctx.sum_of(
+                q,
+                "sum by (protocol) (rate(goflow_bytes_by_protocol_total[{R}]) * 8)",
+            );
+            assert!(close(total, by_protocol), "{q}: {total} != {by_protocol}");
+        }
+        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8 / 1e6" => {
+            let v = single(q, res);
+            let bps = ctx.sum_of(
+                q,
+                "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[{R}]) * 8)",
+            );
+            assert!(v > 0.0 && close(v, bps / 1e6), "{q}: {v} Mbps, {bps} bps");
+        }
+        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8" => {
+            let v = single(q, res);
+            let bps = ctx.sum_of(
+                q,
+                "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[{R}]) * 8)",
+            );
+            assert!(v > 0.0 && close(v, bps), "{q}: {v} bps, per sampler {bps}");
+        }
+        "sum by (sampler_address) (rate(goflow_packets_by_sampler_total[R]))" => {
+            assert_shares(q, res, "sampler_address", &fx.sampler_packets);
+        }
+        "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[R]))" => {
+            assert_shares(q, res, "sampler_address", &fx.sampler_flows);
+        }
+        "sum(rate(goflow_flows_by_sampler_total[R]))" => {
+            let v = single(q, res);
+            let per = ctx.query(&format!(
+                "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[{}]))",
+                range_of(q)
+            ));
+            assert_shares(q, &per, "sampler_address", &fx.sampler_flows);
+            let sum: f64 = per.iter().map(|s| s.value).sum();
+            assert!(v > 0.0 && close(v, sum), "{q}: {v}, per sampler {sum}");
+        }
+        "sum by (sampler_address) (rate(goflow_exporter_datagrams_total[R]))" => {
+            assert_shares(q, res, "sampler_address", &fx.sampler_datagrams);
+        }
+        "goflow_active_flows" => {
+            let got = by_label(q, res, "sampler_address");
+            let want: BTreeMap<String, f64> = family(ctx.scrape, "goflow_active_flows{")
+                .into_iter()
+                .map(|(k, v)| {
+                    let addr = k.split('"').nth(1).unwrap().to_string();
+                    (addr, v)
+                })
+                .collect();
+            assert_eq!(keys(&got), keys(&fx.sampler_bytes), "{q}: samplers");
+            for (a, v) in &got {
+                assert!(*v > 0.0, "{q}: {a} has no active flow");
+                assert_eq!(Some(v), want.get(*a), "{q}: {a}, the exporter says");
+            }
+        }
+        "sum(goflow_active_flows)" => {
+            let v = single(q, res);
+            let want: f64 = family(ctx.scrape, "goflow_active_flows{").values().sum();
+            assert!(v > 0.0 && v == want, "{q}: {v}, the exporter says {want}");
+        }
+        "goflow_sampling_rate" => {
+            let got = by_label(q, res, "sampler_address");
+            let want: BTreeMap<&str, f64> = fx
+                .sampler_rate
+                .iter()
+                .map(|(a, r)| (a.as_str(), *r))
+                .collect();
+            assert_eq!(got, want, "{q}");
+        }
+        "sum by (error_type) (rate(goflow_parse_errors_total[R]))" => {
+            let got = by_label(q, res, "error_type");
+            assert_eq!(keys(&got), ERROR_TYPES.into_iter().collect(), "{q}");
+            for (t, v) in &got {
+                // Only the bad stdin lines the test wrote.
+                if *t == "invalid_json" {
+                    assert!(*v > 0.0, "{q}: invalid_json is {v}");
+                } else {
+                    assert_eq!(*v, 0.0, "{q}: {t}");
+                }
+            }
+        }
+        "sum by (error_type) (rate(goflow_parse_errors_total[R])) > 0" => {
+            let got = by_label(q, res, "error_type");
+            assert_eq!(keys(&got), ["invalid_json"].into_iter().collect(), "{q}");
+        }
+        "sum(rate(goflow_parse_errors_total[R]))" => {
+            let v = single(q, res);
+            let by_type = ctx.sum_of(
+                q,
+                "sum by (error_type) (rate(goflow_parse_errors_total[{R}]))",
+            );
+            assert!(v > 0.0 && close(v, by_type), "{q}: {v}, by type {by_type}");
+        }
+        "goflow_metric_series" => {
+            let got = by_label(q, res, "metric");
+            let (src, dst) = (fx.src_bytes.len(), fx.dst_bytes.len());
+            let (protocols, samplers) = (fx.protocol_bytes.len(), fx.sampler_bytes.len());
+            let want = [
+                ("goflow_flows_by_src_addr_total", src),
+                ("goflow_bytes_by_src_addr_total", src),
+                ("goflow_flows_by_dst_addr_total", dst),
+                ("goflow_bytes_by_dst_addr_total", dst),
+                ("goflow_flows_by_protocol_total", protocols),
+                ("goflow_bytes_by_protocol_total", protocols),
+                ("goflow_packets_by_protocol_total", protocols),
+                ("goflow_flows_by_sampler_total", samplers),
+                ("goflow_bytes_by_sampler_total", samplers),
+                ("goflow_packets_by_sampler_total", samplers),
+                ("goflow_flows_total", fx.sampler_types),
+                ("goflow_bytes_total", fx.sampler_types),
+                ("goflow_packets_total", fx.sampler_types),
+            ];
+            for (m, n) in want {
+                assert_eq!(got.get(m), Some(&(n as f64)), "{q}: {m}: {got:?}");
+            }
+        }
+        "rate(goflow_metric_overflow_total[R]) > 0" => {
+            assert!(res.is_empty(), "{q}: no family is full: {res:?}");
+        }
+        "sum by (metric) (rate(goflow_metric_overflow_total[R]))" => {
+            let got = by_label(q, res, "metric");
+            let series: BTreeSet<String> = ctx
+                .query("goflow_metric_series")
+                .iter()
+                .map(|s| s.label("metric").to_string())
+                .collect();
+            assert_eq!(
+                keys(&got),
+                series.iter().map(String::as_str).collect(),
+                "{q}: one overflow counter per metric of goflow_metric_series"
+            );
+            assert!(got.values().all(|v| *v == 0.0), "{q}: {got:?}");
+        }
+        "rate(goflow_active_flows_overflow_total[R])" => {
+            assert_eq!(single(q, res), 0.0, "{q}");
+        }
+        "sum by (listener) (rate(goflow_udp_kernel_drops_total[R]))" => {
+            let got = by_label(q, res, "listener");
+            let want: BTreeMap<&str, f64> = [("netflow://127.0.0.1:0", 0.0)].into();
+            assert_eq!(got, want, "{q}");
+        }
+        _ => panic!(
+            "no expectation for the query {q:?} (normalized: {:?}): add a case to check() in \
+             tests/integration/prometheus.rs",
+            normalize(q)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests
+
+/// `deploy/prometheus.yml` for the test: scrape every second (timeout likewise), the exporter at
+/// `target` instead of the compose service.
+fn test_config(target: SocketAddr) -> String {
+    let shipped = std::fs::read_to_string(repo_path(PROMETHEUS_YML)).unwrap();
+    let (mut interval, mut replaced) = (0, 0);
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let t = line.trim_start();
+        let indent = &line[..line.len() - t.len()];
+        if t.starts_with("scrape_interval:") {
+            out.push_str(&format!(
+                "{indent}scrape_interval: 1s\n{indent}scrape_timeout: 1s\n"
+            ));
+            interval += 1;
+        } else if line.contains("exporter:9090") {
+            out.push_str(&line.replace("exporter:9090", &target.to_string()));
+            out.push('\n');
+            replaced += 1;
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert_eq!(
+        (interval, replaced),
+        (1, 1),
+        "{PROMETHEUS_YML}: one scrape_interval and one exporter:9090 target"
+    );
+    out
+}
+
+fn total(m: &MetricMap, name: &str) -> f64 {
+    family(m, &format!("{name}{{")).values().sum()
+}
+
+#[test]
+fn real_prometheus_answers_every_readme_and_dashboard_query() {
+    if !available(has_tool("prometheus"), "prometheus (Debian package prometheus)") {
+        return;
+    }
+    let test_start = Instant::now();
+    let fx = Fixture::load();
+    let pcap = repo_path(FIXTURE);
+    let mut exporter = Exporter::start(&[
+        "--stdin",
+        "on",
+        "--listen",
+        "netflow://127.0.0.1:0",
+        "--rcvbuf",
+        "4194304",
+        "--replay",
+        pcap.to_str().unwrap(),
+    ]);
+    let n = fx.datagrams as f64;
+    exporter.scrape_settled(Duration::from_secs(30), |m| {
+        m.get("goflow_replay_datagrams_total") == Some(&n)
+            && total(m, "goflow_bytes_by_sampler_total") == fx.scaled_bytes
+    });
+
+    // Prometheus with the shipped configuration; two scrapes of the replayed fixture before more
+    // traffic, so every rate() window starts at a complete copy of it.
+    let prom = Prometheus::start(&test_config(exporter.addr));
+    prom.query_until(
+        Duration::from_secs(20),
+        "two scrapes of the replayed capture",
+        r#"count_over_time(goflow_replay_datagrams_total{job="goflow2-exporter"}[1m])"#,
+        |r| r.len() == 1 && r[0].value >= 2.0,
+    );
+
+    // The fixture again over UDP, BURSTS times, from the exporters' original loopback addresses,
+    // with one bad line on stdin each time (invalid_json). Each burst is complete before the next.
+    let bytes = std::fs::read(&pcap).unwrap();
+    let (datagrams, _) = read_datagrams(&bytes).expect("a capture");
+    assert_eq!(datagrams.len() as u64, fx.datagrams);
+    let target = exporter.udp_addr();
+    let mut sockets: HashMap<SocketAddr, UdpSocket> = HashMap::new();
+    for burst in 1..=BURSTS {
+        let base = n * f64::from(burst);
+        for (i, d) in datagrams.iter().enumerate() {
+            let ip: IpAddr = d.src.ip();
+            assert!(ip.is_loopback(), "the fixture's exporters are on loopback");
+            let socket = sockets
+                .entry(d.src)
+                .or_insert_with(|| UdpSocket::bind((ip, 0)).expect("bind a loopback source"));
+            socket.send_to(d.payload, target).unwrap();
+            if (i + 1) % 50 == 0 {
+                // Paced by the exporter: no datagram may be dropped.
+                let sent = base + (i + 1) as f64;
+                exporter.scrape_until(Duration::from_secs(30), |m| {
+                    total(m, "goflow_exporter_datagrams_total") >= sent
+                });
+            }
+        }
+        writeln!(exporter.stdin(), "not json").unwrap();
+        exporter.stdin().flush().unwrap();
+        let copies = f64::from(burst + 1);
+        exporter.scrape_settled(Duration::from_secs(30), |m| {
+            total(m, "goflow_exporter_datagrams_total") == n * copies
+                && m.get("goflow_stdin_lines_total") == Some(&f64::from(burst))
+                && total(m, "goflow_bytes_by_sampler_total") == fx.scaled_bytes * copies
+        });
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let scrape = exporter.scrape();
+    assert_eq!(
+        total(&scrape, "goflow_udp_kernel_drops_total"),
+        0.0,
+        "kernel drops"
+    );
+    let copies = f64::from(BURSTS + 1);
+    prom.query_until(
+        Duration::from_secs(15),
+        "a scrape after the last burst",
+        "sum(goflow_bytes_by_sampler_total) + sum(goflow_stdin_lines_total)",
+        |r| r.len() == 1 && r[0].value == fx.scaled_bytes * copies + f64::from(BURSTS),
+    );
+    // Every query is evaluated at one instant whose 1m window reaches back to Prometheus' first
+    // scrape (the replayed fixture): every rate is then (BURSTS copies) / (the same duration).
+    let time = unix_now();
+    assert!(
+        prom.started.elapsed() < Duration::from_secs(50),
+        "too slow: the 1m windows no longer reach the first scrape"
+    );
+
+    let readme = readme_queries();
+    assert!(
+        readme.len() >= 6,
+        "README's ```promql blocks: {readme:?}"
+    );
+    let dash = dashboard_queries();
+    assert!(dash.len() >= 10, "dashboard expressions: {dash:?}");
+    let ctx = Ctx {
+        prom: &prom,
+        time,
+        fx: &fx,
+        scrape: &scrape,
+    };
+    let mut ran = BTreeSet::new();
+    for q in readme.iter().chain(&dash) {
+        if ran.insert(q.clone()) {
+            let res = ctx.query(q);
+            check(q, &res, &ctx);
+            eprintln!("ok: {q} -> {} series", res.len());
+        }
+    }
+    for q in &dash {
+        assert!(ran.contains(q), "dashboard query not run: {q}");
+    }
+    for q in &readme {
+        assert!(ran.contains(q), "README query not run: {q}");
+    }
+    eprintln!(
+        "{} queries checked against a real Prometheus in {:.1} s",
+        ran.len(),
+        test_start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn dashboard_json_is_valid_and_uses_documented_metrics() {
+    let dash = dashboard();
+    assert!(
+        dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
+        "schemaVersion"
+    );
+    assert_eq!(dash["uid"], "goflow2-exporter");
+    assert!(dash["title"].as_str().is_some_and(|t| !t.is_empty()));
+    let documented = readme_metrics();
+    assert!(
+        documented.contains("goflow_bytes_by_src_addr_total") && documented.len() >= 20,
+        "README's Metrics table: {documented:?}"
+    );
+    let mut ids = BTreeSet::new();
+    for p in panels(&dash) {
+        let title = p["title"].as_str().expect("every panel has a title");
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "{title}: duplicate panel id"
+        );
+        if p["type"] == "row" {
+            continue;
+        }
+        for k in ["x", "y", "w", "h"] {
+            assert!(p["gridPos"][k].is_u64(), "{title}: gridPos.{k}");
+        }
+        assert_eq!(p["datasource"]["uid"], "prometheus", "{title}: datasource");
+        let targets = p["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        let mut refs = BTreeSet::new();
+        for t in targets {
+            assert!(
+                refs.insert(t["refId"].as_str().expect("refId")),
+                "{title}: duplicate refId"
+            );
+            assert_eq!(t["datasource"]["uid"], "prometheus", "{title}: datasource");
+        }
+    }
+    let targets = dashboard_targets(&dash);
+    let mut used = BTreeSet::new();
+    for (title, expr) in &targets {
+        eprintln!("{title}: {expr}");
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{title}: {expr} names no goflow_ metric");
+        for name in names {
+            assert!(
+                documented.contains(&name),
+                "{title}: {name} is not in README's Metrics table"
+            );
+            used.insert(name);
+        }
+    }
+    // The panels issue 5 asks for.
+    for m in [
+        "goflow_bytes_by_sampler_total",
+        "goflow_bytes_by_protocol_total",
+        "goflow_bytes_by_src_addr_total",
+        "goflow_bytes_by_dst_addr_total",
+        "goflow_packets_by_sampler_total",
+        "goflow_active_flows",
+        "goflow_sampling_rate",
+        "goflow_parse_errors_total",
+        "goflow_metric_series",
+        "goflow_metric_overflow_total",
+        "goflow_udp_kernel_drops_total",
+    ] {
+        assert!(used.contains(m), "no panel queries {m}");
+    }
+    // README's queries name documented metrics too.
+    for q in readme_queries() {
+        for name in metric_names(&q) {
+            assert!(documented.contains(&name), "README query {q}: {name}");
+        }
+    }
+}
+
+#[test]
+fn promtool_checks_the_config_and_the_dashboard_as_rules() {
+    if !available(has_tool("promtool"), "promtool (Debian package prometheus)") {
+        return;
+    }
+    let out = Command::new("promtool")
+        .args(["check", "config"])
+        .arg(repo_path(PROMETHEUS_YML))
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains("SUCCESS"),
+        "promtool check config {PROMETHEUS_YML}:\n{report}"
+    );
+
+    // Every dashboard expression (and README query) as a recording rule.
+    let mut rules = String::from("groups:\n  - name: goflow2-exporter-dashboard\n    rules:\n");
+    let mut count = 0;
+    for (i, q) in dashboard_queries().iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: goflow2_exporter:dashboard_target_{i}\n        expr: '{}'\n",
+            q.replace('\'', "''")
+        ));
+        count += 1;
+    }
+    rules.push_str("  - name: goflow2-exporter-readme\n    rules:\n");
+    for (i, q) in readme_queries().iter().enumerate() {
+        rules.push_str(&format!(
+            "      - record: goflow2_exporter:readme_query_{i}\n        expr: '{}'\n",
+            q.replace('\'', "''")
+        ));
+        count += 1;
+    }
+    let dir = TempDir::new("promtool-rules");
+    let path = dir.path().join("rules.yml");
+    std::fs::write(&path, &rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains(&format!("SUCCESS: {count} rules found")),
+        "promtool check rules:\n{report}\nrules:\n{rules}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// docker-compose.yml, without a YAML parser: the file's own layout (two-space indents, lists of
+// strings, maps of scalars), read line by line.
+
+#[derive(Default, Debug)]
+struct Service {
+    image: Option<String>,
+    build: BTreeMap<String, String>,
+    ports: Vec<String>,
+    volumes: Vec<String>,
+    environment: BTreeMap<String, String>,
+    command: Vec<String>,
+    depends_on: Vec<String>,
+}
+
+#[derive(Default, Debug)]
+struct Compose {
+    services: BTreeMap<String, Service>,
+    volumes: BTreeSet<String>,
+}
+
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    s.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .or_else(|| s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
+        .unwrap_or(s)
+        .to_string()
+}
+
+fn parse_compose(text: &str) -> Compose {
+    let mut c = Compose::default();
+    let (mut top, mut service, mut key) = (String::new(), String::new(), String::new());
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - t.len();
+        let at = || format!("docker-compose.yml:{}: {line}", n + 1);
+        match (indent, top.as_str()) {
+            (0, _) => {
+                top = t.strip_suffix(':').unwrap_or_else(|| panic!("{}", at())).into();
+            }
+            (2, "services") => {
+                service = t.strip_suffix(':').unwrap_or_else(|| panic!("{}", at())).into();
+                c.services.insert(service.clone(), Service::default());
+            }
+            (2, "volumes") => {
+                c.volumes.insert(t.trim_end_matches(':').to_string());
+            }
+            (4, "services") => {
+                let (k, v) = t.split_once(':').unwrap_or_else(|| panic!("{}", at()));
+                key = k.to_string();
+                let s = c.services.get_mut(&service).unwrap();
+                match (k, v.trim()) {
+                    ("image", v) => s.image = Some(unquote(v)),
+                    ("build", "") => {}
+                    ("build", v) => {
+                        s.build.insert("context".into(), unquote(v));
+                    }
+                    (_, "") => {}
+                    (_, v) if v.starts_with('[') => {
+                        let items = v.trim_start_matches('[').trim_end_matches(']');
+                        let items = items.split(',').map(unquote).collect();
+                        match k {
+                            "depends_on" => s.depends_on = items,
+                            "command" => s.command = items,
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            (6, "services") => {
+                let s = c.services.get_mut(&service).unwrap();
+                if let Some(item) = t.strip_prefix("- ") {
+                    let item = unquote(item);
+                    match key.as_str() {
+                        "ports" => s.ports.push(item),
+                        "volumes" => s.volumes.push(item),
+                        "command" => s.command.push(item),
+                        "depends_on" => s.depends_on.push(item),
+                        _ => {}
+                    }
+                } else {
+                    let (k, v) = t.split_once(':').unwrap_or_else(|| panic!("{}", at()));
+                    match key.as_str() {
+                        "environment" => {
+                            s.environment.insert(k.to_string(), unquote(v));
+                        }
+                        "build" => {
+                            s.build.insert(k.to_string(), unquote(v));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    c
+}
+
+/// `deploy/grafana/...` → the value of `key:` in a small YAML file (first occurrence).
+fn yaml_value(rel: &str, key: &str) -> String {
+    let text = std::fs::read_to_string(repo_path(rel)).unwrap();
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(unquote)
+        .unwrap_or_else(|| panic!("{rel}: no {key}"))
+}
+
+/// The container port a published `HOST:CONTAINER[/proto]` maps to, by host port.
+fn published(s: &Service) -> BTreeMap<String, String> {
+    s.ports
+        .iter()
+        .map(|p| {
+            let (host, container) = p.split_once(':').expect("HOST:CONTAINER");
+            let proto = container.split_once('/').map_or("tcp", |(_, p)| p);
+            let container = container.split('/').next().unwrap();
+            (format!("{host}/{proto}"), container.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn compose_stack_mounts_existing_files_and_publishes_the_ports() {
+    let text = std::fs::read_to_string(repo_path("docker-compose.yml")).unwrap();
+    let c = parse_compose(&text);
+    assert_eq!(
+        c.services.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["exporter", "grafana", "prometheus"],
+        "services"
+    );
+    let (exporter, prometheus, grafana) = (
+        &c.services["exporter"],
+        &c.services["prometheus"],
+        &c.services["grafana"],
+    );
+
+    // Ports: host → container.
+    let want = [
+        (exporter, "2055/udp", "2055"),
+        (exporter, "9090/tcp", "9090"),
+        (prometheus, "9091/tcp", "9090"),
+        (grafana, "3000/tcp", "3000"),
+    ];
+    for (s, host, container) in want {
+        assert_eq!(
+            published(s).get(host).map(String::as_str),
+            Some(container),
+            "{host} published: {:?}",
+            s.ports
+        );
+    }
+
+    // Every bind mount's host path exists; every named volume is declared.
+    let mut mounts: BTreeMap<String, String> = BTreeMap::new();
+    for (name, s) in &c.services {
+        for v in &s.volumes {
+            let mut parts = v.split(':');
+            let (host, container) = (parts.next().unwrap(), parts.next().expect("a target"));
+            if let Some(rel) = host.strip_prefix("./") {
+                assert!(
+                    repo_path(rel).exists(),
+                    "{name}: mounts {host}, which does not exist"
+                );
+                mounts.insert(host.to_string(), container.to_string());
+            } else {
+                assert!(
+                    c.volumes.contains(host),
+                    "{name}: volume {host} is not declared"
+                );
+            }
+        }
+    }
+
+    // The exporter is built from Dockerfile.standalone in this directory.
+    assert_eq!(exporter.build.get("context").map(String::as_str), Some("."));
+    let dockerfile = exporter.build.get("dockerfile").expect("build.dockerfile");
+    assert!(repo_path(dockerfile).is_file(), "{dockerfile}");
+
+    // Prometheus reads the mounted deploy/prometheus.yml, which scrapes the exporter service on its
+    // container port.
+    let config_target = &mounts["./deploy/prometheus.yml"];
+    assert!(
+        prometheus
+            .command
+            .contains(&format!("--config.file={config_target}")),
+        "prometheus command: {:?}",
+        prometheus.command
+    );
+    let shipped = std::fs::read_to_string(repo_path(PROMETHEUS_YML)).unwrap();
+    assert!(shipped.contains("job_name: goflow2-exporter"), "job name");
+    assert!(
+        shipped.contains("scrape_interval: 15s"),
+        "15 s scrape interval"
+    );
+    assert!(
+        shipped.contains(r#"targets: ["exporter:9090"]"#),
+        "target exporter:9090"
+    );
+    assert!(published(exporter).values().any(|p| p == "9090"));
+
+    // Grafana: provisioning, the dashboards folder where the provider looks, the home dashboard,
+    // the datasource pointing at the prometheus service, admin/admin.
+    assert_eq!(
+        mounts["./deploy/grafana/provisioning"],
+        "/etc/grafana/provisioning"
+    );
+    for f in [
+        "deploy/grafana/provisioning/datasources/prometheus.yml",
+        "deploy/grafana/provisioning/dashboards/dashboards.yml",
+        DASHBOARD,
+    ] {
+        assert!(repo_path(f).is_file(), "{f}");
+    }
+    let provider_path = yaml_value(
+        "deploy/grafana/provisioning/dashboards/dashboards.yml",
+        "path",
+    );
+    assert_eq!(
+        mounts["./deploy/grafana/dashboards"], provider_path,
+        "the dashboard provider reads the mounted folder"
+    );
+    let home = &grafana.environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"];
+    let home_file = home
+        .strip_prefix(&format!("{provider_path}/"))
+        .expect("home dashboard in the provider's folder");
+    assert!(repo_path(&format!("deploy/grafana/dashboards/{home_file}")).is_file());
+    assert_eq!(grafana.environment["GF_SECURITY_ADMIN_USER"], "admin");
+    assert_eq!(grafana.environment["GF_SECURITY_ADMIN_PASSWORD"], "admin");
+    let ds = "deploy/grafana/provisioning/datasources/prometheus.yml";
+    assert_eq!(yaml_value(ds, "url"), "http://prometheus:9090");
+    assert_eq!(yaml_value(ds, "type"), "prometheus");
+    assert_eq!(
+        yaml_value(ds, "uid"),
+        "prometheus",
+        "the uid the dashboard uses"
+    );
+    assert_eq!(
+        yaml_value(ds, "timeInterval"),
+        "15s",
+        "the scrape interval"
+    );
+    assert!(published(prometheus).values().any(|p| p == "9090"));
+    assert_eq!(grafana.depends_on, ["prometheus"]);
+    assert_eq!(prometheus.depends_on, ["exporter"]);
+    assert!(prometheus.image.as_deref().unwrap().starts_with("prom/prometheus:"));
+    assert!(grafana.image.as_deref().unwrap().starts_with("grafana/grafana:"));
+}
+
+/// The `GOFLOW2_EXPORTER_*` names of README's Flags table.
+fn readme_env_vars() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    readme
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .filter_map(|l| l.split('`').nth(3))
+        .filter(|v| v.starts_with("GOFLOW2_EXPORTER_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `GOFLOW2_EXPORTER_*` names set in `text` (`NAME=` or `NAME: `).
+fn env_vars_set(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("GOFLOW2_EXPORTER_") {
+        let name: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        rest = &rest[i + name.len()..];
+        if (rest.starts_with('=') || rest.starts_with(':')) && name != "GOFLOW2_EXPORTER_BIN" {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+#[test]
+fn dockerfiles_and_units_match_the_readme() {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    assert!(
+        readme.contains("cargo build --release --locked"),
+        "README gives the build command the Dockerfiles run"
+    );
+    let documented = readme_env_vars();
+    assert!(
+        documented.contains("GOFLOW2_EXPORTER_STDIN") && documented.len() >= 15,
+        "README's Flags table: {documented:?}"
+    );
+    let ignore = std::fs::read_to_string(repo_path(".dockerignore")).unwrap();
+    let ignored: BTreeSet<&str> = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for name in ["Dockerfile", "Dockerfile.standalone"] {
+        let text = std::fs::read_to_string(repo_path(name)).unwrap();
+        assert!(
+            text.contains("cargo build --release --locked"),
+            "{name}: the README's build command"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let user = lines
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("USER "))
+            .expect("USER");
+        assert!(!["root", "0", "0:0"].contains(&user.trim()), "{name}: USER {user}");
+        assert!(text.contains("HEALTHCHECK"), "{name}: HEALTHCHECK");
+        let expose = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("EXPOSE "))
+            .expect("EXPOSE");
+        for port in ["2055/udp", "9090/tcp"] {
+            assert!(expose.split_whitespace().any(|p| p == port), "{name}: EXPOSE {port}");
+        }
+        // COPY from the build context: the files exist and .dockerignore keeps them.
+        for l in &lines {
+            let Some(args) = l.strip_prefix("COPY ") else { continue };
+            if args.contains("--from=") {
+                continue;
+            }
+            let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+            for src in &words[..words.len() - 1] {
+                if *src == "." {
+                    continue;
+                }
+                assert!(repo_path(src).exists(), "{name}: COPY {src}: missing");
+                let first = src.split('/').next().unwrap();
+                assert!(!ignored.contains(first), "{name}: COPY {src}: in .dockerignore");
+            }
+        }
+        for var in env_vars_set(&text) {
+            assert!(documented.contains(&var), "{name}: {var} is not a documented variable");
+        }
+    }
+    let standalone = std::fs::read_to_string(repo_path("Dockerfile.standalone")).unwrap();
+    assert!(standalone.contains("\nENV GOFLOW2_EXPORTER_STDIN=off\n"));
+    let all_in_one = std::fs::read_to_string(repo_path("Dockerfile")).unwrap();
+    assert!(all_in_one.contains("ARG GOFLOW2_VERSION=v2.2.6"));
+    assert!(all_in_one.contains("FROM netsampler/goflow2:${GOFLOW2_VERSION}"));
+    for unit in [
+        "deploy/systemd/goflow2-exporter.service",
+        "deploy/systemd/goflow2-exporter-pipe.service",
+        "docker-compose.yml",
+    ] {
+        let text = std::fs::read_to_string(repo_path(unit)).unwrap();
+        for var in env_vars_set(&text) {
+            assert!(documented.contains(&var), "{unit}: {var} is not a documented variable");
+        }
+    }
+    let pipe = std::fs::read_to_string(repo_path("deploy/systemd/goflow2-exporter-pipe.service")).unwrap();
+    assert!(pipe.contains("-format json -transport file | exec /usr/local/bin/goflow2-exporter --exit-on-eof"));
+    for unit in ["goflow2-exporter.service", "goflow2-exporter-pipe.service"] {
+        let text = std::fs::read_to_string(repo_path(&format!("deploy/systemd/{unit}"))).unwrap();
+        for opt in ["DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "ExecStart="] {
+            assert!(text.contains(opt), "{unit}: {opt}");
+        }
+    }
+}

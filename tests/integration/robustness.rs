@@ -1,0 +1,352 @@
+//! Hostile input, faults and overload (issue 6): each case asserts the exact counters it should
+//! move, and that the process still serves correct metrics afterwards.
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use goflow2_exporter::testkit::{BASIC, basic_record, ipfix, set, template, v9};
+
+use crate::common::{Exporter, MetricMap, family};
+
+fn errors(m: &MetricMap, kind: &str) -> f64 {
+    m[&format!(r#"goflow_parse_errors_total{{error_type="{kind}"}}"#)]
+}
+
+/// A good flow from 10.9.9.9 with `bytes` bytes, template and data in one IPFIX message.
+fn good(bytes: u32) -> Vec<u8> {
+    ipfix(
+        0,
+        &[
+            set(2, &template(256, BASIC)),
+            set(
+                256,
+                &basic_record([10, 9, 9, 9], [10, 9, 9, 10], 6, bytes, 1),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() {
+    let exporter = Exporter::start(&["--stdin", "off", "--listen", "netflow://127.0.0.1:0"]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = exporter.udp_addr();
+    // Variable-length template 302: src (4), interfaceName (IE 82, variable), bytes (4).
+    let varlen_template = set(2, &template(302, &[(8, 4), (82, 0xFFFF), (1, 4)]));
+    let varlen = |name: &[u8]| {
+        let mut r = vec![10, 0, 0, 1, name.len() as u8];
+        r.extend_from_slice(name);
+        r.extend_from_slice(&1u32.to_be_bytes());
+        r
+    };
+    let mut zero_length_set = good(1);
+    zero_length_set.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0xde, 0xad]);
+    let len = zero_length_set.len() as u16;
+    zero_length_set[2..4].copy_from_slice(&len.to_be_bytes());
+    let mut over_long_set = v9(0, &[set(0, &template(256, BASIC))]);
+    over_long_set.extend_from_slice(&[0x01, 0x00, 0xff, 0xf0, 1, 2, 3, 4]);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "zero-length set header",
+            zero_length_set,
+            "malformed_datagram",
+        ),
+        (
+            "set length past the datagram",
+            over_long_set,
+            "malformed_datagram",
+        ),
+        (
+            "zero-length variable-length value",
+            ipfix(
+                0,
+                &[
+                    varlen_template.clone(),
+                    set(302, &[varlen(b"a"), varlen(b""), varlen(b"c")].concat()),
+                ],
+            ),
+            "malformed_datagram",
+        ),
+        (
+            "variable length 65535 past the datagram",
+            ipfix(
+                0,
+                &[
+                    varlen_template,
+                    set(302, &[10, 0, 0, 1, 255, 0xff, 0xff, 1, 2, 3]),
+                ],
+            ),
+            "malformed_datagram",
+        ),
+        (
+            "truncated v5",
+            vec![0x00, 0x05, 0x00, 0x02, 0, 0, 0, 0],
+            "malformed_datagram",
+        ),
+        (
+            "NetFlow v7",
+            vec![0x00, 0x07, 0x00, 0x01, 0, 0, 0, 0],
+            "unsupported_version",
+        ),
+        ("one byte", vec![0x00], "malformed_datagram"),
+        (
+            "data for an unknown template",
+            ipfix(7, &[set(999, &[1, 2, 3, 4])]),
+            "missing_template",
+        ),
+    ];
+    let mut expected: std::collections::BTreeMap<&str, f64> = Default::default();
+    let mut sent = 0.0;
+    for (what, datagram, kind) in &cases {
+        sock.send_to(datagram, target).unwrap();
+        sent += 1.0;
+        *expected.entry(kind).or_default() += 1.0;
+        let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
+            family(m, "goflow_exporter_datagrams_total")
+                .values()
+                .sum::<f64>()
+                >= sent
+        });
+        for (k, n) in &expected {
+            assert_eq!(errors(&m, k), *n, "after {what}: {k}");
+        }
+    }
+    // Still decoding, exactly: one good flow of 4242 bytes.
+    sock.send_to(&good(4242), target).unwrap();
+    exporter.scrape_until(Duration::from_secs(10), |m| {
+        m.get(r#"goflow_bytes_by_src_addr_total{src_addr="10.9.9.9"}"#) == Some(&(4242.0 + 1.0))
+    });
+}
+
+#[test]
+fn stdin_broken_mid_line_counts_the_partial_line_and_keeps_serving() {
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    let stdin = exporter.stdin();
+    writeln!(
+        stdin,
+        r#"{{"type":"IPFIX","sampler_address":"192.0.2.1","bytes":10,"packets":1,"src_addr":"10.0.0.1"}}"#
+    )
+    .unwrap();
+    // The writer dies in the middle of a line.
+    stdin.write_all(br#"{"type":"IPFIX","bytes":2"#).unwrap();
+    drop(exporter.child.stdin.take());
+    let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
+        m.get("goflow_stdin_lines_total") == Some(&2.0)
+    });
+    assert_eq!(errors(&m, "invalid_json"), 1.0);
+    assert_eq!(
+        m[r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.1"}"#],
+        10.0
+    );
+    assert!(
+        exporter.child.try_wait().unwrap().is_none(),
+        "still serving"
+    );
+    assert_eq!(crate::common::http_get(exporter.addr, "/healthz").0, 200);
+}
+
+#[test]
+fn sigterm_under_full_load_exits_0_within_2s() {
+    let mut exporter = Exporter::start(&["--stdin", "on", "--listen", "netflow://127.0.0.1:0"]);
+    let target = exporter.udp_addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let udp = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let d = good(100);
+            let start = Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && start.elapsed() < Duration::from_secs(20)
+            {
+                let _ = sock.send_to(&d, target);
+            }
+        })
+    };
+    let mut stdin = exporter.child.stdin.take().unwrap();
+    let json = std::thread::spawn(move || {
+        let line = br#"{"type":"IPFIX","sampler_address":"192.0.2.1","bytes":10,"packets":1,"src_addr":"10.0.0.1"}
+"#;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) && stdin.write_all(line).is_ok() {}
+    });
+    exporter.scrape_until(Duration::from_secs(10), |m| {
+        m.get("goflow_stdin_lines_total")
+            .is_some_and(|n| *n > 1000.0)
+            && family(m, "goflow_exporter_datagrams_total")
+                .values()
+                .sum::<f64>()
+                > 1000.0
+    });
+    let start = Instant::now();
+    exporter.signal("TERM");
+    let status = exporter
+        .wait_timeout(Duration::from_secs(2))
+        .expect("exits within 2 s");
+    let took = start.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    udp.join().unwrap();
+    json.join().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let logs = exporter.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+}
+
+#[test]
+fn unreadable_and_corrupt_replay_files() {
+    let run = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--stdin",
+                "off",
+                "--replay",
+                file,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // A directory cannot be read as a file.
+    let out = run("testdata");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read --replay file testdata"));
+
+    // A capture cut in the middle of a record: the complete datagrams are replayed, the rest
+    // skipped, and the process serves.
+    let whole = std::fs::read(crate::common::repo_path(
+        "testdata/fixtures/pmacct-v9-sampled4.pcap",
+    ))
+    .unwrap();
+    let cut = std::env::temp_dir().join(format!("goflow2-cut-{}.pcap", std::process::id()));
+    std::fs::write(&cut, &whole[..whole.len() - 100]).unwrap();
+    let exporter = Exporter::start(&["--stdin", "off", "--replay", cut.to_str().unwrap()]);
+    let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
+        m.get("goflow_replay_datagrams_total")
+            .is_some_and(|n| *n >= 1.0)
+    });
+    assert_eq!(
+        m["goflow_replay_datagrams_total"], 33.0,
+        "34 datagrams, the last one cut"
+    );
+    assert_eq!(errors(&m, "malformed_datagram"), 0.0);
+    let _ = std::fs::remove_file(cut);
+}
+
+#[test]
+fn flow_times_far_in_the_future_or_past_do_not_break_active_flows() {
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    for (i, (start, end)) in [
+        (0u64, 0u64),
+        (u64::MAX, u64::MAX),
+        (1, u64::MAX),
+        (4_102_444_800_000_000_000, 4_102_444_800_000_000_001), // 2100
+        (1_000_000_000, 2_000_000_000),                         // 1970
+    ]
+    .iter()
+    .enumerate()
+    {
+        writeln!(
+            exporter.stdin(),
+            r#"{{"type":"IPFIX","sampler_address":"192.0.2.1","time_received_ns":{start},"time_flow_start_ns":{start},"time_flow_end_ns":{end},"bytes":1,"packets":1,"src_addr":"10.0.0.{i}","dst_addr":"10.0.1.1","proto":"UDP"}}"#
+        )
+        .unwrap();
+    }
+    exporter.stdin().flush().unwrap();
+    let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
+        m.get("goflow_stdin_lines_total") == Some(&5.0)
+    });
+    // Active flows are timed by when the exporter received them, so all 5 keys are active.
+    assert_eq!(
+        m[r#"goflow_active_flows{sampler_address="192.0.2.1"}"#],
+        5.0
+    );
+    assert_eq!(errors(&m, "invalid_field"), 0.0);
+}
+
+/// Pushes datagrams faster than the process decodes them: kernel drops are counted, every
+/// datagram sent is accounted for (decoded or dropped), memory stays bounded and the process
+/// recovers. Prints the figures recorded in BENCHMARKS.md.
+#[test]
+fn overload_is_visible_and_recovers() {
+    let exporter = Exporter::start(&["--stdin", "off", "--listen", "netflow://127.0.0.1:0"]);
+    let target = exporter.udp_addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // 30 records per datagram, like a busy router.
+    let records: Vec<u8> =
+        std::iter::repeat_n(basic_record([10, 1, 1, 1], [10, 1, 1, 2], 6, 100, 1), 30)
+            .flatten()
+            .collect();
+    sock.send_to(&ipfix(0, &[set(2, &template(256, BASIC))]), target)
+        .unwrap();
+    let burst = ipfix(0, &[set(256, &records)]);
+    let start = Instant::now();
+    let mut sent = 1u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        if sock.send_to(&burst, target).is_ok() {
+            sent += 1;
+        }
+    }
+    let offered = (sent - 1) as f64 / start.elapsed().as_secs_f64();
+    // The kernel reports drops with the next datagram it delivers: probe slowly until the books
+    // balance (received + dropped = sent).
+    let probe = ipfix(
+        0,
+        &[set(
+            256,
+            &basic_record([10, 2, 2, 2], [10, 1, 1, 2], 17, 1, 1),
+        )],
+    );
+    let mut probes = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        sock.send_to(&probe, target).unwrap();
+        probes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+        let m = exporter.scrape();
+        let received = family(&m, "goflow_exporter_datagrams_total")
+            .values()
+            .sum::<f64>();
+        let dropped = family(&m, "goflow_udp_kernel_drops_total")
+            .values()
+            .sum::<f64>();
+        if received + dropped == (sent + probes) as f64 && received >= probes as f64 {
+            let _ = m;
+            break exporter.scrape();
+        }
+        assert!(Instant::now() < deadline, "books never balanced: {m:#?}");
+    };
+    let received = family(&m, "goflow_exporter_datagrams_total")
+        .values()
+        .sum::<f64>();
+    let dropped = family(&m, "goflow_udp_kernel_drops_total")
+        .values()
+        .sum::<f64>();
+    let decoded_flows = m[r#"goflow_flows_by_src_addr_total{src_addr="10.1.1.1"}"#];
+    assert_eq!(
+        decoded_flows,
+        (received - probes as f64 - 1.0) * 30.0,
+        "every received datagram decoded"
+    );
+    assert!(
+        dropped > 0.0,
+        "the burst must overflow the socket (offered {offered:.0}/s)"
+    );
+    // Recovered: the probes after the burst were all decoded.
+    assert_eq!(
+        m[r#"goflow_flows_by_src_addr_total{src_addr="10.2.2.2"}"#],
+        probes as f64
+    );
+    let peak = exporter.peak_rss_kib();
+    eprintln!(
+        "overload: offered {offered:.0} datagrams/s ({:.0} flows/s) for 3 s; received {received}, kernel drops {dropped}, decoded {:.0} flows/s; peak RSS {peak} KiB",
+        offered * 30.0,
+        received * 30.0 / start.elapsed().as_secs_f64(),
+    );
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}
