@@ -287,7 +287,6 @@ impl Cli {
                     .unwrap_or(usize::MAX),
                 series_ttl_secs: self.series_ttl.as_secs(),
             },
-            series_ttl: self.series_ttl,
         })
     }
 }

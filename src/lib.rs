@@ -94,8 +94,6 @@ pub struct Config {
     pub exit_on_eof: bool,
     pub max_line_bytes: usize,
     pub aggregator: AggregatorConfig,
-    /// Idle time after which a flow series is removed (`--series-ttl`).
-    pub series_ttl: Duration,
 }
 
 /// How long in-flight HTTP requests get after shutdown starts (the whole exit must fit in 2 s).
@@ -137,7 +135,8 @@ pub async fn run(
     inputs: Inputs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let registry = Arc::new(Registry::new(Some(config.series_ttl)));
+    let series_ttl = Duration::from_secs(config.aggregator.series_ttl_secs);
+    let registry = Arc::new(Registry::new(Some(series_ttl)));
     let clock = Clock::default();
     let aggregator: SharedAggregator = Arc::new(Mutex::new(Aggregator::new(
         registry.clone(),

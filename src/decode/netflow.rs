@@ -473,26 +473,15 @@ impl NetflowParserDecoder {
                     for fs in &v9.flowsets {
                         match &fs.body {
                             V9Body::Data(data) => {
+                                let records = data.fields.iter().map(Vec::as_slice);
                                 let scope = self.scope(scope_key);
-                                for record in &data.fields {
-                                    let mut b = RecordBuilder::default();
-                                    for (field, value) in record {
-                                        b.apply(u16::from(*field), value);
-                                    }
-                                    out.push(b.finish(&ctx, scope));
-                                    report.flows += 1;
-                                }
+                                report.flows += data_records(records, v9_ie, &ctx, scope, out);
                             }
                             V9Body::OptionsData(options) => {
                                 let max = self.limits.max_samplers_per_exporter;
-                                let scope = self.scope(scope_key);
-                                for record in &options.fields {
-                                    let mut o = OptionsBuilder::default();
-                                    for (field, value) in &record.options_fields {
-                                        o.apply(v9_ie(*field), value);
-                                    }
-                                    o.store(scope, max);
-                                }
+                                let records =
+                                    options.fields.iter().map(|r| r.options_fields.as_slice());
+                                options_records(records, v9_ie, self.scope(scope_key), max);
                             }
                             V9Body::NoTemplate(_) => report.missing_template += 1,
                             V9Body::Template(_) | V9Body::OptionsTemplate(_) => {
@@ -515,52 +504,25 @@ impl NetflowParserDecoder {
                     for fs in &ipfix.flowsets {
                         match &fs.body {
                             IpfixBody::Data(data) => {
+                                let records = data.fields.iter().map(Vec::as_slice);
                                 let scope = self.scope(scope_key);
-                                for record in &data.fields {
-                                    let mut b = RecordBuilder::default();
-                                    for (field, value) in record {
-                                        if let Some(ie) = ipfix_ie(field) {
-                                            b.apply(ie, value);
-                                        }
-                                    }
-                                    out.push(b.finish(&ctx, scope));
-                                    report.flows += 1;
-                                }
+                                report.flows += data_records(records, ipfix_ie, &ctx, scope, out);
                             }
                             IpfixBody::V9Data(data) => {
+                                let records = data.fields.iter().map(Vec::as_slice);
                                 let scope = self.scope(scope_key);
-                                for record in &data.fields {
-                                    let mut b = RecordBuilder::default();
-                                    for (field, value) in record {
-                                        b.apply(u16::from(*field), value);
-                                    }
-                                    out.push(b.finish(&ctx, scope));
-                                    report.flows += 1;
-                                }
+                                report.flows += data_records(records, v9_ie, &ctx, scope, out);
                             }
                             IpfixBody::OptionsData(options) => {
                                 let max = self.limits.max_samplers_per_exporter;
-                                let scope = self.scope(scope_key);
-                                for record in &options.fields {
-                                    let mut o = OptionsBuilder::default();
-                                    for (field, value) in record {
-                                        if let Some(ie) = ipfix_ie(field) {
-                                            o.apply(ie, value);
-                                        }
-                                    }
-                                    o.store(scope, max);
-                                }
+                                let records = options.fields.iter().map(Vec::as_slice);
+                                options_records(records, ipfix_ie, self.scope(scope_key), max);
                             }
                             IpfixBody::V9OptionsData(options) => {
                                 let max = self.limits.max_samplers_per_exporter;
-                                let scope = self.scope(scope_key);
-                                for record in &options.fields {
-                                    let mut o = OptionsBuilder::default();
-                                    for (field, value) in &record.options_fields {
-                                        o.apply(v9_ie(*field), value);
-                                    }
-                                    o.store(scope, max);
-                                }
+                                let records =
+                                    options.fields.iter().map(|r| r.options_fields.as_slice());
+                                options_records(records, v9_ie, self.scope(scope_key), max);
                             }
                             IpfixBody::NoTemplate(_) => report.missing_template += 1,
                             _ => {
@@ -929,10 +891,49 @@ fn fv_unix_ms(v: &FieldValue) -> Option<u64> {
     }
 }
 
-/// The IE number of a v9 field, folding the crate's raw-bytes rendering of 305/306 into numbers
-/// via [`fv_u64`] at the use site.
-fn v9_ie(f: V9Field) -> u16 {
-    u16::from(f)
+/// The IE number of a v9 field (the crate's raw-bytes rendering of 305/306 is folded into
+/// numbers by [`fv_u64`] at the use site).
+fn v9_ie(f: &V9Field) -> Option<u16> {
+    Some(u16::from(*f))
+}
+
+/// Maps data records to flows (appended to `out`); returns how many.
+fn data_records<'a, F: 'a>(
+    records: impl Iterator<Item = &'a [(F, FieldValue)]>,
+    ie: impl Fn(&F) -> Option<u16>,
+    ctx: &RecordContext,
+    scope: &ScopeState,
+    out: &mut Vec<Flow>,
+) -> usize {
+    let before = out.len();
+    for record in records {
+        let mut b = RecordBuilder::default();
+        for (field, value) in record {
+            if let Some(ie) = ie(field) {
+                b.apply(ie, value);
+            }
+        }
+        out.push(b.finish(ctx, scope));
+    }
+    out.len() - before
+}
+
+/// Learns sampling rates and boot times from options data records.
+fn options_records<'a, F: 'a>(
+    records: impl Iterator<Item = &'a [(F, FieldValue)]>,
+    ie: impl Fn(&F) -> Option<u16>,
+    scope: &mut ScopeState,
+    max_samplers: usize,
+) {
+    for record in records {
+        let mut o = OptionsBuilder::default();
+        for (field, value) in record {
+            if let Some(ie) = ie(field) {
+                o.apply(ie, value);
+            }
+        }
+        o.store(scope, max_samplers);
+    }
 }
 
 /// The IANA IE number of an IPFIX field, for the elements we map. Enterprise fields are `None`.

@@ -31,16 +31,6 @@ const PROMETHEUS_YML: &str = "deploy/prometheus.yml";
 const RATE_INTERVAL: &str = "1m";
 /// Times the fixture is sent over UDP after the replay.
 const BURSTS: u32 = 3;
-/// The `error_type` values of `goflow_parse_errors_total` (README, Error types).
-const ERROR_TYPES: [&str; 7] = [
-    "invalid_json",
-    "invalid_field",
-    "invalid_utf8",
-    "line_too_long",
-    "malformed_datagram",
-    "unsupported_version",
-    "missing_template",
-];
 
 // ---------------------------------------------------------------------------------------------
 // Tools, temporary directories, HTTP
@@ -303,16 +293,12 @@ fn dashboard_targets(dash: &Value) -> Vec<(String, String)> {
         .into_iter()
         .flat_map(|p| {
             let title = p["title"].as_str().unwrap_or("").to_string();
-            p["targets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(move |t| {
-                    let expr = t["expr"].as_str().unwrap_or_else(|| {
-                        panic!("panel {title:?}: a target without expr: {t}")
-                    });
-                    (title.clone(), expr.to_string())
-                })
+            p["targets"].as_array().into_iter().flatten().map(move |t| {
+                let expr = t["expr"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("panel {title:?}: a target without expr: {t}"));
+                (title.clone(), expr.to_string())
+            })
         })
         .collect()
 }
@@ -371,6 +357,26 @@ fn metric_names(q: &str) -> BTreeSet<String> {
         out.insert(name);
     }
     out
+}
+
+/// The `error_type` values of README's Error types table (all present at 0 from the start).
+fn readme_error_types() -> BTreeSet<String> {
+    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
+    let types: BTreeSet<String> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("### Error types"))
+        .skip(1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .filter_map(|l| l.split('`').nth(1))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        types.contains("invalid_json") && types.len() >= 7,
+        "README's Error types table: {types:?}"
+    );
+    types
 }
 
 /// The metric names of the README's Metrics table.
@@ -479,7 +485,7 @@ fn by_label<'a>(q: &str, res: &'a [Sample], label: &str) -> BTreeMap<&'a str, f6
     m
 }
 
-fn keys<'a, V>(m: &'a BTreeMap<impl AsRef<str> + Ord, V>) -> BTreeSet<&'a str> {
+fn keys<V>(m: &BTreeMap<impl AsRef<str> + Ord, V>) -> BTreeSet<&str> {
     m.keys().map(AsRef::as_ref).collect()
 }
 
@@ -511,7 +517,10 @@ fn assert_top(q: &str, res: &[Sample], label: &str, want: &BTreeMap<String, f64>
     let kth = sorted[got.len() - 1].1;
     for (a, v) in &sorted {
         if *v > kth {
-            assert!(got.contains_key(a), "{q}: {label}={a} ({v}) missing: {got:?}");
+            assert!(
+                got.contains_key(a),
+                "{q}: {label}={a} ({v}) missing: {got:?}"
+            );
         }
     }
     let (top, top_value) = got
@@ -649,7 +658,12 @@ fn check(q: &str, res: &[Sample], ctx: &Ctx) {
         }
         "sum by (error_type) (rate(goflow_parse_errors_total[R]))" => {
             let got = by_label(q, res, "error_type");
-            assert_eq!(keys(&got), ERROR_TYPES.into_iter().collect(), "{q}");
+            let documented = readme_error_types();
+            assert_eq!(
+                keys(&got),
+                documented.iter().map(String::as_str).collect(),
+                "{q}: the error types of README's table"
+            );
             for (t, v) in &got {
                 // Only the bad stdin lines the test wrote.
                 if *t == "invalid_json" {
@@ -744,7 +758,7 @@ fn test_config(target: SocketAddr) -> String {
                 "{indent}scrape_interval: 1s\n{indent}scrape_timeout: 1s\n"
             ));
             interval += 1;
-        } else if line.contains("exporter:9090") {
+        } else if !t.starts_with('#') && line.contains("exporter:9090") {
             out.push_str(&line.replace("exporter:9090", &target.to_string()));
             out.push('\n');
             replaced += 1;
@@ -767,7 +781,10 @@ fn total(m: &MetricMap, name: &str) -> f64 {
 
 #[test]
 fn real_prometheus_answers_every_readme_and_dashboard_query() {
-    if !available(has_tool("prometheus"), "prometheus (Debian package prometheus)") {
+    if !available(
+        has_tool("prometheus"),
+        "prometheus (Debian package prometheus)",
+    ) {
         return;
     }
     let test_start = Instant::now();
@@ -855,10 +872,7 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
     );
 
     let readme = readme_queries();
-    assert!(
-        readme.len() >= 6,
-        "README's ```promql blocks: {readme:?}"
-    );
+    assert!(readme.len() >= 6, "README's ```promql blocks: {readme:?}");
     let dash = dashboard_queries();
     assert!(dash.len() >= 10, "dashboard expressions: {dash:?}");
     let ctx = Ctx {
@@ -1064,10 +1078,16 @@ fn parse_compose(text: &str) -> Compose {
         let at = || format!("docker-compose.yml:{}: {line}", n + 1);
         match (indent, top.as_str()) {
             (0, _) => {
-                top = t.strip_suffix(':').unwrap_or_else(|| panic!("{}", at())).into();
+                top = t
+                    .strip_suffix(':')
+                    .unwrap_or_else(|| panic!("{}", at()))
+                    .into();
             }
             (2, "services") => {
-                service = t.strip_suffix(':').unwrap_or_else(|| panic!("{}", at())).into();
+                service = t
+                    .strip_suffix(':')
+                    .unwrap_or_else(|| panic!("{}", at()))
+                    .into();
                 c.services.insert(service.clone(), Service::default());
             }
             (2, "volumes") => {
@@ -1265,16 +1285,24 @@ fn compose_stack_mounts_existing_files_and_publishes_the_ports() {
         "prometheus",
         "the uid the dashboard uses"
     );
-    assert_eq!(
-        yaml_value(ds, "timeInterval"),
-        "15s",
-        "the scrape interval"
-    );
+    assert_eq!(yaml_value(ds, "timeInterval"), "15s", "the scrape interval");
     assert!(published(prometheus).values().any(|p| p == "9090"));
     assert_eq!(grafana.depends_on, ["prometheus"]);
     assert_eq!(prometheus.depends_on, ["exporter"]);
-    assert!(prometheus.image.as_deref().unwrap().starts_with("prom/prometheus:"));
-    assert!(grafana.image.as_deref().unwrap().starts_with("grafana/grafana:"));
+    assert!(
+        prometheus
+            .image
+            .as_deref()
+            .unwrap()
+            .starts_with("prom/prometheus:")
+    );
+    assert!(
+        grafana
+            .image
+            .as_deref()
+            .unwrap()
+            .starts_with("grafana/grafana:")
+    );
 }
 
 /// The `GOFLOW2_EXPORTER_*` names of README's Flags table.
@@ -1336,33 +1364,50 @@ fn dockerfiles_and_units_match_the_readme() {
             .rev()
             .find_map(|l| l.strip_prefix("USER "))
             .expect("USER");
-        assert!(!["root", "0", "0:0"].contains(&user.trim()), "{name}: USER {user}");
+        assert!(
+            !["root", "0", "0:0"].contains(&user.trim()),
+            "{name}: USER {user}"
+        );
         assert!(text.contains("HEALTHCHECK"), "{name}: HEALTHCHECK");
         let expose = lines
             .iter()
             .find_map(|l| l.strip_prefix("EXPOSE "))
             .expect("EXPOSE");
         for port in ["2055/udp", "9090/tcp"] {
-            assert!(expose.split_whitespace().any(|p| p == port), "{name}: EXPOSE {port}");
+            assert!(
+                expose.split_whitespace().any(|p| p == port),
+                "{name}: EXPOSE {port}"
+            );
         }
         // COPY from the build context: the files exist and .dockerignore keeps them.
         for l in &lines {
-            let Some(args) = l.strip_prefix("COPY ") else { continue };
+            let Some(args) = l.strip_prefix("COPY ") else {
+                continue;
+            };
             if args.contains("--from=") {
                 continue;
             }
-            let words: Vec<&str> = args.split_whitespace().filter(|w| !w.starts_with("--")).collect();
+            let words: Vec<&str> = args
+                .split_whitespace()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
             for src in &words[..words.len() - 1] {
                 if *src == "." {
                     continue;
                 }
                 assert!(repo_path(src).exists(), "{name}: COPY {src}: missing");
                 let first = src.split('/').next().unwrap();
-                assert!(!ignored.contains(first), "{name}: COPY {src}: in .dockerignore");
+                assert!(
+                    !ignored.contains(first),
+                    "{name}: COPY {src}: in .dockerignore"
+                );
             }
         }
         for var in env_vars_set(&text) {
-            assert!(documented.contains(&var), "{name}: {var} is not a documented variable");
+            assert!(
+                documented.contains(&var),
+                "{name}: {var} is not a documented variable"
+            );
         }
     }
     let standalone = std::fs::read_to_string(repo_path("Dockerfile.standalone")).unwrap();
@@ -1377,14 +1422,25 @@ fn dockerfiles_and_units_match_the_readme() {
     ] {
         let text = std::fs::read_to_string(repo_path(unit)).unwrap();
         for var in env_vars_set(&text) {
-            assert!(documented.contains(&var), "{unit}: {var} is not a documented variable");
+            assert!(
+                documented.contains(&var),
+                "{unit}: {var} is not a documented variable"
+            );
         }
     }
-    let pipe = std::fs::read_to_string(repo_path("deploy/systemd/goflow2-exporter-pipe.service")).unwrap();
-    assert!(pipe.contains("-format json -transport file | exec /usr/local/bin/goflow2-exporter --exit-on-eof"));
+    let pipe =
+        std::fs::read_to_string(repo_path("deploy/systemd/goflow2-exporter-pipe.service")).unwrap();
+    assert!(pipe.contains(
+        "-format json -transport file | exec /usr/local/bin/goflow2-exporter --exit-on-eof"
+    ));
     for unit in ["goflow2-exporter.service", "goflow2-exporter-pipe.service"] {
         let text = std::fs::read_to_string(repo_path(&format!("deploy/systemd/{unit}"))).unwrap();
-        for opt in ["DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "ExecStart="] {
+        for opt in [
+            "DynamicUser=yes",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "ExecStart=",
+        ] {
             assert!(text.contains(opt), "{unit}: {opt}");
         }
     }
