@@ -7,6 +7,7 @@ mod lifecycle;
 mod native_fixtures;
 mod native_flood;
 mod native_vs_stdin;
+mod prometheus;
 mod promtool;
 mod robustness;
 mod stdin_golden;
