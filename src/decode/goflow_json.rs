@@ -44,24 +44,31 @@ pub fn decode_line(line: &[u8], out: &mut Vec<Flow>) -> Result<(), ErrorType> {
 
 /// The reference decoder (serde): any number of `}{`-joined objects, with error classification.
 fn decode_serde(text: &str, out: &mut Vec<Flow>) -> Result<(), ErrorType> {
-    // Only objects are flows. Checking the first byte keeps `123` or `[..]` from being reported as
-    // a field error by serde's "invalid type: expected struct".
-    if text.trim_start().as_bytes().first() != Some(&b'{') {
-        return Err(ErrorType::InvalidJson);
-    }
-    let stream = serde_json::Deserializer::from_str(text).into_iter::<Line<'_>>();
-    for item in stream {
-        match item {
-            Ok(line) => out.push(line.into_flow()),
-            Err(e) => {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Line<'_>>();
+    let mut first = true;
+    loop {
+        // Only objects are flows. Checking the first byte of every value keeps `123` or `[..]`
+        // from being reported as a field error by serde's "invalid type: expected struct", and
+        // an array after an object (`{..}[..]`) from being decoded as a flow: serde maps a
+        // sequence onto the struct's fields in order. (Found by the json_line fuzz target.)
+        let rest = text[stream.byte_offset()..].trim_start_matches([' ', '\t', '\n', '\r']);
+        match rest.as_bytes().first() {
+            Some(b'{') => {}
+            None if !first => return Ok(()),
+            _ => return Err(ErrorType::InvalidJson),
+        }
+        first = false;
+        match stream.next() {
+            Some(Ok(line)) => out.push(line.into_flow()),
+            Some(Err(e)) => {
                 return Err(match e.classify() {
                     serde_json::error::Category::Data => ErrorType::InvalidField,
                     _ => ErrorType::InvalidJson,
                 });
             }
+            None => return Ok(()),
         }
     }
-    Ok(())
 }
 
 /// The keys we use, borrowed from the line. Everything else is skipped by serde.
@@ -908,6 +915,23 @@ mod tests {
         assert_eq!(f.time_received_ns, 1795683951315942931);
         let f = one(r#"{"time_received_ns":"2026-11-26T10:00:00Z"}"#);
         assert_eq!(f.time_received_ns, 0);
+    }
+
+    #[test]
+    fn only_objects_become_flows_even_after_a_first_object() {
+        // An array after an object would be mapped onto the struct's fields by serde.
+        for line in [
+            &br#"{}[]"#[..],
+            br#"{"bytes":1}["IPFIX",1,2,100]"#,
+            br#"{"bytes":1} 5"#,
+        ] {
+            let mut out = Vec::new();
+            assert_eq!(decode_line(line, &mut out), Err(ErrorType::InvalidJson));
+            assert_eq!(out.len(), 1, "the first object is kept");
+        }
+        let mut out = Vec::new();
+        decode_line(br#"{"bytes":1}  "#, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
     }
 
     #[test]
