@@ -6,17 +6,8 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::flow::FlowType;
 
-/// `"name{labels}" → value` from the rendered exposition (labels as rendered).
 fn scrape(registry: &Registry) -> BTreeMap<String, f64> {
-    registry
-        .render()
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(|l| {
-            let (k, v) = l.rsplit_once(' ').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
+    crate::testkit::render_map(registry)
 }
 
 fn flow(src: &str, bytes: u64) -> Flow {

@@ -55,3 +55,18 @@ pub fn basic_record(src: [u8; 4], dst: [u8; 4], proto: u8, bytes: u32, packets: 
     r.extend_from_slice(&packets.to_be_bytes());
     r
 }
+
+/// `"name{labels}" → value` from a registry's rendered exposition (labels as rendered).
+pub fn render_map(
+    registry: &crate::telemetry::Registry,
+) -> std::collections::BTreeMap<String, f64> {
+    registry
+        .render()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}

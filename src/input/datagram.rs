@@ -309,15 +309,7 @@ mod tests {
 
     fn scrape(registry: &Registry, aggregator: &SharedAggregator) -> BTreeMap<String, f64> {
         crate::lock(aggregator).publish(0);
-        registry
-            .render()
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .map(|l| {
-                let (k, v) = l.rsplit_once(' ').unwrap();
-                (k.to_string(), v.parse().unwrap())
-            })
-            .collect()
+        crate::testkit::render_map(registry)
     }
 
     #[test]
