@@ -26,7 +26,9 @@ use crate::sampling::{RateOverride, SamplingPolicy};
 pub enum StdinMode {
     /// Read stdin when it is a pipe or a file, not when it is a terminal.
     Auto,
+    /// Always read stdin (e.g. `docker run -i`).
     On,
+    /// Never read stdin.
     Off,
 }
 
@@ -105,8 +107,8 @@ pub struct Cli {
     )]
     pub metrics_addr: SocketAddr,
 
-    /// Exit (status 0) once stdin reaches end of file and everything read is counted, instead of
-    /// serving until SIGINT/SIGTERM.
+    /// Exit (status 0) once stdin and the --replay file are done and everything read is counted,
+    /// instead of serving until SIGINT/SIGTERM.
     #[arg(
         long,
         env = "GOFLOW2_EXPORTER_EXIT_ON_EOF",
