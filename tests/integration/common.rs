@@ -49,6 +49,17 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_goflow2-exporter")))
 }
 
+/// Runs the binary with `args` (from the repository root, stdin empty) to its exit: for
+/// start-up errors.
+pub fn run_to_exit(args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("binary runs")
+}
+
 /// A running exporter process, killed on drop.
 pub struct Exporter {
     pub child: Child,

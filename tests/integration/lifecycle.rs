@@ -246,19 +246,14 @@ fn replay_of_a_file_that_is_not_a_capture_is_a_clear_error() {
         ("Cargo.toml", "not a pcap or pcapng capture"),
         ("no/such/file.pcap", "cannot read --replay file"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
-            .args([
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--stdin",
-                "off",
-                "--replay",
-                file,
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = crate::common::run_to_exit(&[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--stdin",
+            "off",
+            "--replay",
+            file,
+        ]);
         assert_eq!(out.status.code(), Some(1), "{file}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle) && err.contains(file), "{file}: {err}");

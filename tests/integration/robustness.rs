@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use goflow2_exporter::testkit::{BASIC, basic_record, ipfix, set, template, v9};
@@ -198,19 +197,14 @@ fn sigterm_under_full_load_exits_0_within_2s() {
 #[test]
 fn unreadable_and_corrupt_replay_files() {
     let run = |file: &str| {
-        Command::new(env!("CARGO_BIN_EXE_goflow2-exporter"))
-            .args([
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--stdin",
-                "off",
-                "--replay",
-                file,
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        crate::common::run_to_exit(&[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--stdin",
+            "off",
+            "--replay",
+            file,
+        ])
     };
     // A directory cannot be read as a file.
     let out = run("testdata");
