@@ -315,3 +315,21 @@ pub fn family(map: &MetricMap, prefix: &str) -> MetricMap {
         .map(|(k, v)| (k.clone(), *v))
         .collect()
 }
+
+/// The UDP datagrams `--replay` will read from the capture at `path`: what a test waits for
+/// (`goflow_replay_datagrams_total` equal to it) before it reads the replay's results. Waiting
+/// for "at least one" raced: a scrape in the middle of the replay passed it (issue 10, item 7).
+pub fn replay_datagrams(path: &std::path::Path) -> f64 {
+    let bytes = std::fs::read(path).expect("read capture");
+    let (datagrams, _) =
+        goflow2_exporter::capture::read_datagrams(&bytes).expect("a readable capture");
+    datagrams.len() as f64
+}
+
+/// Scrapes until a `--replay` of `path` has read all of its datagrams, then once more.
+pub fn scrape_replayed(exporter: &Exporter, path: &std::path::Path) -> MetricMap {
+    let n = replay_datagrams(path);
+    exporter.scrape_settled(Duration::from_secs(30), |m| {
+        m.get("goflow_replay_datagrams_total") == Some(&n)
+    })
+}

@@ -17,7 +17,9 @@ use goflow2_exporter::capture::read_datagrams;
 use goflow2_exporter::names::protocol_name;
 use serde_json::Value;
 
-use crate::common::{Exporter, MetricMap, available, family, repo_path, shared_dir};
+use crate::common::{
+    Exporter, MetricMap, available, family, repo_path, scrape_replayed, shared_dir,
+};
 
 /// Sum of a family's series.
 fn total(m: &MetricMap, name: &str) -> f64 {
@@ -269,10 +271,7 @@ fn mikrotik_juniper_and_nprobe_specifics() {
     let cap = |n: &str| shared.join("captures").join(n);
     let replay = |p: &Path| {
         let e = Exporter::start(&["--stdin", "off", "--replay", p.to_str().unwrap()]);
-        let m = e.scrape_settled(Duration::from_secs(10), |m| {
-            m.get("goflow_replay_datagrams_total")
-                .is_some_and(|n| *n >= 1.0)
-        });
+        let m = scrape_replayed(&e, p);
         (e, m)
     };
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Exporter, MetricMap, available, shared_dir};
+use crate::common::{Exporter, MetricMap, available, scrape_replayed, shared_dir};
 
 /// The flow families both paths must agree on.
 fn flow_families(m: &MetricMap) -> MetricMap {
@@ -45,10 +45,7 @@ fn native_decoding_matches_goflow2_json() {
         });
 
         let native = Exporter::start(&["--stdin", "off", "--replay", pcap.to_str().unwrap()]);
-        let from_native = native.scrape_settled(Duration::from_secs(10), |m| {
-            m.get("goflow_replay_datagrams_total")
-                .is_some_and(|n| *n >= 1.0)
-        });
+        let from_native = scrape_replayed(&native, &pcap);
         let native_errors: f64 = from_native
             .iter()
             .filter(|(k, _)| k.starts_with("goflow_parse_errors_total"))

@@ -220,14 +220,11 @@ fn unreadable_and_corrupt_replay_files() {
     let cut = std::env::temp_dir().join(format!("goflow2-cut-{}.pcap", std::process::id()));
     std::fs::write(&cut, &whole[..whole.len() - 100]).unwrap();
     let exporter = Exporter::start(&["--stdin", "off", "--replay", cut.to_str().unwrap()]);
-    let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
-        m.get("goflow_replay_datagrams_total")
-            .is_some_and(|n| *n >= 1.0)
+    // Waits for the exact count: 34 datagrams, the last one cut.
+    let m = exporter.scrape_settled(Duration::from_secs(30), |m| {
+        m.get("goflow_replay_datagrams_total") == Some(&33.0)
     });
-    assert_eq!(
-        m["goflow_replay_datagrams_total"], 33.0,
-        "34 datagrams, the last one cut"
-    );
+    assert_eq!(crate::common::replay_datagrams(&cut), 33.0);
     assert_eq!(errors(&m, "malformed_datagram"), 0.0);
     let _ = std::fs::remove_file(cut);
 }
