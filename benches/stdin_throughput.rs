@@ -7,13 +7,14 @@
 //! `--dump FILE` writes the generated input instead, for a peer to read the same lines.
 
 use std::io::BufReader;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use goflow2_exporter::Clock;
-use goflow2_exporter::aggregate::{Aggregator, AggregatorConfig};
-use goflow2_exporter::input::stdin::{self, StdinSink};
+use goflow2_exporter::aggregate::{AggregatorConfig, Publisher};
+use goflow2_exporter::input::stdin;
 use goflow2_exporter::telemetry::Registry;
+use tokio_util::sync::CancellationToken;
 
 /// One line as goflow2 v2.2.6 prints it for a NetFlow v9 flow (keys in goflow2's order).
 fn line(i: u64, hosts: u64) -> String {
@@ -60,19 +61,28 @@ fn main() {
     let mut best = f64::MAX;
     for run in 1..=5 {
         let registry = Arc::new(Registry::new(None));
-        let aggregator = Arc::new(Mutex::new(Aggregator::new(
+        let publisher = Arc::new(Publisher::new(
             registry.clone(),
             AggregatorConfig::default(),
-        )));
-        let sink = StdinSink::new(&registry, aggregator.clone(), Clock::default());
+            Clock::default(),
+        ));
+        // The publisher thread merges what the stdin thread ships, as in the exporter.
+        let shutdown = CancellationToken::new();
+        let thread = {
+            let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
+            std::thread::spawn(move || publisher.run(&shutdown, || publisher.publish()))
+        };
+        let mut accumulator = publisher.accumulator();
         let start = Instant::now();
         let summary = stdin::run(
             BufReader::with_capacity(256 * 1024, &input[..]),
             1 << 20,
-            &sink,
+            &mut accumulator,
         )
         .unwrap();
-        goflow2_exporter::lock(&aggregator).publish(0);
+        shutdown.cancel();
+        thread.join().unwrap();
+        publisher.publish();
         let secs = start.elapsed().as_secs_f64();
         assert_eq!(summary.flows, lines);
         assert_eq!(summary.errors, 0);

@@ -203,6 +203,18 @@ impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
         &mut e.slot
     }
 
+    /// The `other` slot (created by `create_other` when absent), for `flows` that were folded
+    /// before they reached the family (they count as overflow).
+    pub fn other(&mut self, now: u64, flows: u64, create_other: impl FnOnce() -> V) -> &mut V {
+        self.overflow_pending += flows;
+        let e = self.other.get_or_insert_with(|| Entry {
+            slot: create_other(),
+            last_update: now,
+        });
+        e.last_update = now;
+        &mut e.slot
+    }
+
     /// Flushes every slot, drops label sets idle for `ttl`, and updates the family's gauges.
     /// `visit` sees every slot that stays (after its flush), e.g. to set per-slot gauges.
     pub fn publish(&mut self, now: u64, mut visit: impl FnMut(&K, &mut V)) {

@@ -56,9 +56,18 @@ pub struct Cli {
     )]
     pub listen: Vec<ListenSpec>,
 
-    /// Receive buffer (SO_RCVBUF) per UDP socket, in bytes; the size the kernel granted is logged.
-    #[arg(long, value_name = "BYTES", env = "GOFLOW2_EXPORTER_RCVBUF")]
-    pub rcvbuf: Option<usize>,
+    /// Receive buffer per UDP socket, in bytes. Run as root (CAP_NET_ADMIN), the exporter gets it
+    /// whatever net.core.rmem_max says (SO_RCVBUFFORCE); otherwise the kernel caps it at
+    /// net.core.rmem_max (raise it: sysctl -w net.core.rmem_max=33554432). The granted size is
+    /// logged.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = crate::input::udp::DEFAULT_RCVBUF,
+        value_parser = clap::value_parser!(u64).range(4096..=(1 << 31)),
+        env = "GOFLOW2_EXPORTER_RCVBUF"
+    )]
+    pub rcvbuf: u64,
 
     /// Decode the UDP datagrams of a pcap/pcapng capture (any port, IPv4 and IPv6) as if they
     /// arrived from their original source addresses, then keep serving metrics (with
@@ -251,6 +260,7 @@ impl Cli {
             vec![ListenSpec {
                 addr: SocketAddr::from(([0, 0, 0, 0], 2055)),
                 count: 1,
+                reuse_port: false,
             }]
         } else {
             self.listen
@@ -259,7 +269,7 @@ impl Cli {
         Ok(Config {
             read_stdin,
             listen,
-            rcvbuf: self.rcvbuf,
+            rcvbuf: usize::try_from(self.rcvbuf).unwrap_or(usize::MAX),
             replay: self.replay,
             decoder: DecoderLimits {
                 max_exporters,
@@ -267,7 +277,6 @@ impl Cli {
             },
             pipeline: PipelineConfig {
                 allowed_exporters: self.allow_exporter.into_iter().map(|n| n.trunc()).collect(),
-                max_exporter_series: max_exporters,
                 exporter_idle: self.exporter_idle,
             },
             metrics_addr: self.metrics_addr,
@@ -288,6 +297,7 @@ impl Cli {
                 max_series_per_metric: usize::try_from(self.max_series_per_metric)
                     .unwrap_or(usize::MAX),
                 series_ttl_secs: self.series_ttl.as_secs(),
+                max_exporter_series: max_exporters,
             },
         })
     }

@@ -6,20 +6,26 @@
 //! ```text
 //! stdin (input::stdin, own OS thread)     I/O only: lines, batches, error tallies
 //!   → decode::goflow_json                 pure: one line → Flow records or an ErrorType
-//! UDP (input::udp, a thread per socket)   I/O only: datagrams, kernel drop counts
+//! UDP (input::udp, a thread per socket)   I/O only: recvmmsg batches of datagrams
 //! --replay (input::replay + capture)      datagrams of a pcap/pcapng file
-//!   → input::datagram                     per-input decoder owner, per-exporter counters
+//!   → input::datagram                     per-input decoder owner, allow-list, error tallies
 //!   → decode::netflow                     one datagram + exporter state → Flow records
 //!   → flow::Flow                          the one record every input produces
-//!   → aggregate::Aggregator               the only writer of flow metrics (pending deltas + cached handles)
+//!   → aggregate::Accumulator              per input, no lock: counts into a Delta, ships it every 100 ms
+//!   → aggregate::Publisher                one thread: merges deltas, owns label sets and handles
 //!   → telemetry::Registry                 metric names, HELP, the Prometheus recorder
-//!   → http                                /metrics (publish, then render) and /healthz
+//!   → http                                /metrics (publish, render, gzip) and /healthz
 //! ```
 //!
 //! Around it: [`cli`] turns flags into a [`Config`], [`sampling`] holds the rate rule, [`names`]
-//! goflow2's protocol names. [`run`] wires the pieces together and owns shutdown: one
-//! [`CancellationToken`] that SIGINT/SIGTERM (in `main`) or the end of stdin (with
-//! `--exit-on-eof`) cancels.
+//! goflow2's protocol names, [`cardinality`] the series caps and expiry. [`run`] wires the pieces
+//! together and owns shutdown: one [`CancellationToken`] that SIGINT/SIGTERM (in `main`) or the end
+//! of stdin (with `--exit-on-eof`) cancels.
+//!
+//! Threads and what they own: each UDP socket thread owns its decoder and its accumulator; the
+//! stdin and replay threads likewise; the publisher thread owns merging and the periodic publish;
+//! the scrape handler publishes, then renders, on tokio's blocking pool. Only the publisher and
+//! the scrape handler share a lock (the aggregator's): no input ever waits for a scrape.
 
 pub mod aggregate;
 pub mod capture;
@@ -37,34 +43,26 @@ pub mod testkit;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::aggregate::{Aggregator, AggregatorConfig};
+use crate::aggregate::{AggregatorConfig, Publisher};
 use crate::decode::netflow::{DecoderLimits, NetflowParserDecoder};
 use crate::input::datagram::{DatagramPipeline, DecoderFactory, PipelineConfig};
 use crate::input::replay::Capture;
-use crate::input::stdin::{StdinSink, StdinSummary};
-use crate::input::udp::{BoundListener, ListenSpec};
+use crate::input::stdin::StdinSummary;
+use crate::input::udp::{BoundListener, KernelDrops, ListenSpec};
 use crate::telemetry::Registry;
 
-/// The aggregator shared by the inputs and the scrape handler. A std mutex: it is held for one
-/// batch or one publish, never across an `.await`, and the stdin thread is not a tokio task.
-pub type SharedAggregator = Arc<Mutex<Aggregator>>;
-
-/// Locks the aggregator. A panic while holding the lock cannot leave the counters in a state worth
-/// refusing (they only grow), so a poisoned lock is taken over rather than propagated.
-pub fn lock(aggregator: &SharedAggregator) -> MutexGuard<'_, Aggregator> {
-    aggregator.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Monotonic seconds since start-up: the time base of the active-flows window. Monotonic so that
-/// wall-clock jumps cannot expire or freeze flow keys.
+/// Monotonic seconds since start-up: the time base of the active-flows window and series expiry.
+/// Monotonic so that wall-clock jumps cannot expire or freeze flow keys.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock(Instant);
 
@@ -86,7 +84,8 @@ pub struct Config {
     pub read_stdin: bool,
     /// UDP listeners of the native collector (empty: none).
     pub listen: Vec<ListenSpec>,
-    pub rcvbuf: Option<usize>,
+    /// Receive buffer requested per UDP socket (`--rcvbuf`).
+    pub rcvbuf: usize,
     pub replay: Option<PathBuf>,
     pub decoder: DecoderLimits,
     pub pipeline: PipelineConfig,
@@ -137,154 +136,188 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let series_ttl = Duration::from_secs(config.aggregator.series_ttl_secs);
     let registry = Arc::new(Registry::new(Some(series_ttl)));
-    let clock = Clock::default();
-    let aggregator: SharedAggregator = Arc::new(Mutex::new(Aggregator::new(
+    let publisher = Arc::new(Publisher::new(
         registry.clone(),
         config.aggregator.clone(),
-    )));
-    // Registers the stdin self metrics and every parse-error series at 0 whatever the mode, so
-    // the exposition's shape does not depend on it.
-    let stdin_sink = StdinSink::new(&registry, aggregator.clone(), clock);
-    let replay_datagrams = registry.counter(telemetry::REPLAY_DATAGRAMS, &[]);
-    let limits = config.decoder;
-    let factory: DecoderFactory = Arc::new(move || Box::new(NetflowParserDecoder::new(limits)));
-    let pipeline = || {
-        DatagramPipeline::new(
-            factory.clone(),
-            config.pipeline.clone(),
-            registry.clone(),
-            aggregator.clone(),
-            clock,
-        )
-    };
-
-    let state = http::AppState {
-        registry: registry.clone(),
-        aggregator: aggregator.clone(),
-        clock,
-    };
+        Clock::default(),
+    ));
     for listener in &inputs.udp {
         input::udp::log_bound(listener, config.rcvbuf);
     }
+    let state = http::AppState {
+        kernel_drops: Arc::new(Mutex::new(KernelDrops::new(&inputs.udp, &registry))),
+        registry,
+        publisher,
+    };
     let addr = inputs.metrics.local_addr()?;
     info!(%addr, "serving metrics on http://{addr}/metrics");
     let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
-
-    // Publishes pending deltas every second even when nobody scrapes, so the active-flows window
-    // keeps moving and upkeep runs.
-    let ticker = {
-        let shutdown = shutdown.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {
-                        let state = state.clone();
-                        let _ = tokio::task::spawn_blocking(move || {
-                            state.publish();
-                            state.registry.run_upkeep();
-                        })
-                        .await;
-                    }
-                }
-            }
-        })
-    };
-
-    // Native collector: one thread and one decoder per socket.
-    let mut udp_threads = Vec::new();
-    for listener in inputs.udp {
-        let label = listener.spec.to_string();
-        let drops = registry.counter(telemetry::UDP_KERNEL_DROPS, &[("listener", &label)]);
-        for (i, socket) in listener.sockets.into_iter().enumerate() {
-            let (pipeline, drops, shutdown) = (pipeline(), drops.clone(), shutdown.clone());
-            udp_threads.push(
-                std::thread::Builder::new()
-                    .name(format!("udp-{i}"))
-                    .spawn(move || input::udp::run_socket(socket, pipeline, drops, shutdown))
-                    .context("cannot start a UDP thread")?,
-            );
-        }
-    }
+    let publisher_thread = start_publisher(&state, &shutdown)?;
+    let udp_threads = start_udp(&config, &state, inputs.udp, &shutdown)?;
 
     // Finite inputs (stdin, replay) report their end on this channel.
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     let mut finite = 0;
-    match (config.read_stdin, inputs.stdin) {
-        (true, Some(reader)) => {
-            finite += 1;
-            let (max_line, done) = (config.max_line_bytes, done_tx.clone());
-            std::thread::Builder::new()
-                .name("stdin".into())
-                .spawn(move || {
-                    info!("reading goflow2 JSON lines from stdin");
-                    match input::stdin::run(reader, max_line, &stdin_sink) {
-                        Ok(s) => log_eof(&s),
-                        Err(e) => error!(error = %e, "reading stdin failed; stdin input stopped"),
-                    }
-                    let _ = done.send("stdin");
-                })
-                .context("cannot start the stdin thread")?;
-        }
-        _ if config.listen.is_empty() && inputs.replay.is_none() => {
-            warn!(
-                "no input: stdin is not read (--stdin off, or a terminal) and no --listen; serving metrics only"
-            );
-        }
-        _ => {}
+    if config.read_stdin
+        && let Some(reader) = inputs.stdin
+    {
+        start_stdin(reader, &config, &state, done_tx.clone())?;
+        finite += 1;
+    } else if config.listen.is_empty() && inputs.replay.is_none() {
+        warn!(
+            "no input: stdin is not read (--stdin off, or a terminal) and no --listen; serving metrics only"
+        );
     }
     if let Some(capture) = inputs.replay {
+        start_replay(capture, &config, &state, done_tx.clone())?;
         finite += 1;
-        let (mut pipeline, done) = (pipeline(), done_tx.clone());
-        let path = config.replay.clone().unwrap_or_default();
-        std::thread::Builder::new()
-            .name("replay".into())
-            .spawn(move || {
-                let s = input::replay::run(&capture, &mut pipeline, &replay_datagrams);
-                info!(
-                    file = %path.display(),
-                    datagrams = s.datagrams,
-                    flows = s.flows,
-                    errors = s.errors,
-                    skipped_packets = capture.stats.skipped_non_udp
-                        + capture.stats.skipped_fragments
-                        + capture.stats.skipped_malformed,
-                    "replay finished; all datagrams of the file are counted"
-                );
-                let _ = done.send("replay");
-            })
-            .context("cannot start the replay thread")?;
     }
     drop(done_tx);
 
-    if config.exit_on_eof && finite > 0 {
-        let all_done = async {
-            for _ in 0..finite {
-                done_rx.recv().await;
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = all_done => info!("--exit-on-eof: all finite inputs are done, exiting"),
-        }
-    } else {
-        shutdown.cancelled().await;
-    }
+    wait_for_end(&config, finite, done_rx, &shutdown).await;
     shutdown.cancel();
-    let _ = ticker.await;
     match tokio::time::timeout(HTTP_DRAIN, http_task).await {
         Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
         Err(_) => warn!("HTTP server did not drain in time"),
         _ => {}
     }
-    // UDP threads notice the token within one receive timeout (200 ms).
+    // UDP threads notice the token within one receive timeout (200 ms); the publisher merges
+    // their last shipments on its way out.
     for t in udp_threads {
         let _ = t.join();
     }
+    let _ = publisher_thread.join();
     info!("stopped");
     Ok(())
+}
+
+/// The publisher thread: merges the inputs' deltas as they arrive and, every second, publishes
+/// (so the active-flows window keeps moving and expiry runs when nobody scrapes).
+fn start_publisher(
+    state: &http::AppState,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let (state, shutdown) = (state.clone(), shutdown.clone());
+    std::thread::Builder::new()
+        .name("publisher".into())
+        .spawn(move || {
+            state.publisher.run(&shutdown, || {
+                state.publish();
+                state.registry.run_upkeep();
+            })
+        })
+        .context("cannot start the publisher thread")
+}
+
+/// The decoder every datagram input uses.
+fn decoder_factory(config: &Config) -> DecoderFactory {
+    let limits = config.decoder;
+    Arc::new(move || Box::new(NetflowParserDecoder::new(limits)))
+}
+
+/// A datagram pipeline for one input: its own decoder and its own accumulator.
+fn pipeline(config: &Config, state: &http::AppState) -> DatagramPipeline {
+    DatagramPipeline::new(
+        decoder_factory(config),
+        config.pipeline.clone(),
+        state.publisher.accumulator(),
+    )
+}
+
+/// The native collector: one thread, one decoder and one accumulator per socket.
+fn start_udp(
+    config: &Config,
+    state: &http::AppState,
+    listeners: Vec<BoundListener>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut threads = Vec::new();
+    for listener in listeners {
+        for (i, socket) in listener.sockets.into_iter().enumerate() {
+            let (pipeline, shutdown) = (pipeline(config, state), shutdown.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("udp-{i}"))
+                    .spawn(move || input::udp::run_socket(socket, pipeline, shutdown))
+                    .context("cannot start a UDP thread")?,
+            );
+        }
+    }
+    Ok(threads)
+}
+
+/// The stdin reader on its own OS thread (a tokio stdin read cannot be cancelled). It is left
+/// behind at exit: it may be blocked in read().
+fn start_stdin(
+    reader: Box<dyn std::io::BufRead + Send>,
+    config: &Config,
+    state: &http::AppState,
+    done: UnboundedSender<&'static str>,
+) -> anyhow::Result<()> {
+    let (max_line, mut accumulator) = (config.max_line_bytes, state.publisher.accumulator());
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            info!("reading goflow2 JSON lines from stdin");
+            match input::stdin::run(reader, max_line, &mut accumulator) {
+                Ok(s) => log_eof(&s),
+                Err(e) => error!(error = %e, "reading stdin failed; stdin input stopped"),
+            }
+            let _ = done.send("stdin");
+        })
+        .context("cannot start the stdin thread")?;
+    Ok(())
+}
+
+/// `--replay`: the capture's datagrams through the same pipeline as live traffic.
+fn start_replay(
+    capture: Capture,
+    config: &Config,
+    state: &http::AppState,
+    done: UnboundedSender<&'static str>,
+) -> anyhow::Result<()> {
+    let mut pipeline = pipeline(config, state);
+    let path = config.replay.clone().unwrap_or_default();
+    std::thread::Builder::new()
+        .name("replay".into())
+        .spawn(move || {
+            let s = input::replay::run(&capture, &mut pipeline);
+            info!(
+                file = %path.display(),
+                datagrams = s.datagrams,
+                flows = s.flows,
+                errors = s.errors,
+                skipped_packets = capture.stats.skipped_non_udp
+                    + capture.stats.skipped_fragments
+                    + capture.stats.skipped_malformed,
+                "replay finished; all datagrams of the file are counted"
+            );
+            let _ = done.send("replay");
+        })
+        .context("cannot start the replay thread")?;
+    Ok(())
+}
+
+/// Waits for shutdown, or with `--exit-on-eof` for every finite input to end.
+async fn wait_for_end(
+    config: &Config,
+    finite: usize,
+    mut done: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+    shutdown: &CancellationToken,
+) {
+    if !(config.exit_on_eof && finite > 0) {
+        shutdown.cancelled().await;
+        return;
+    }
+    let all_done = async {
+        for _ in 0..finite {
+            done.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = all_done => info!("--exit-on-eof: all finite inputs are done, exiting"),
+    }
 }
 
 fn log_eof(s: &StdinSummary) {

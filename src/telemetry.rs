@@ -34,6 +34,7 @@ pub const EXPORTER_TEMPLATES: &str = "goflow_exporter_templates";
 pub const EXPORTER_REJECTED: &str = "goflow_exporter_rejected_total";
 pub const UDP_KERNEL_DROPS: &str = "goflow_udp_kernel_drops_total";
 pub const REPLAY_DATAGRAMS: &str = "goflow_replay_datagrams_total";
+pub const UDP_RECEIVE_GAP_MAX: &str = "goflow_udp_receive_gap_max_seconds";
 pub const METRIC_SERIES: &str = "goflow_metric_series";
 pub const METRIC_OVERFLOW: &str = "goflow_metric_overflow_total";
 pub const ACTIVE_FLOWS: &str = "goflow_active_flows";
@@ -177,6 +178,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         Kind::Counter,
         None,
         "UDP datagrams read from the --replay capture.",
+    ),
+    (
+        UDP_RECEIVE_GAP_MAX,
+        Kind::Gauge,
+        Some(Unit::Seconds),
+        "Longest time a UDP socket thread spent away from its socket (decoding and counting one receive batch) since the previous publish.",
     ),
     (
         METRIC_SERIES,

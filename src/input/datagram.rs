@@ -1,28 +1,25 @@
-//! The shared back half of the UDP and replay inputs: one datagram → decoder → counters →
-//! aggregator.
+//! The shared back half of the UDP and replay inputs: one datagram → decoder → this input's
+//! accumulator.
 //!
 //! Owns the decoder instance of its input (one owner for template and sampling state), the
-//! per-exporter self metrics (datagrams, bytes, templates known) and the decoder's housekeeping
-//! (idle-exporter pruning). It does no I/O: the UDP loop and the replay reader hand it payloads.
+//! allow-list check, the error tally and its rate-limited warning, and the decoder's housekeeping
+//! (idle-exporter pruning, the templates snapshot). It does no I/O and takes no lock: the UDP
+//! loop and the replay reader hand it payloads, and it counts into its own [`Accumulator`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hashbrown::HashMap;
 use ipnet::IpNet;
-use metrics::{Counter, Gauge};
 use tracing::{error, info, warn};
 
-use crate::aggregate::addr_label;
+use crate::aggregate::Accumulator;
 use crate::decode::ErrorType;
 use crate::decode::netflow::{DatagramDecoder, DatagramReport};
 use crate::flow::{Flow, unmap_v4};
-use crate::input::{ErrorTally, ParseErrors};
-use crate::telemetry::{self as t, Registry};
-use crate::{Clock, SharedAggregator};
+use crate::input::ErrorTally;
 
-/// How often the decoder is pruned and the templates gauge refreshed.
+/// How often the decoder is pruned and its templates snapshot sent.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 /// How often at most a warning about undecodable datagrams is logged.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -36,65 +33,42 @@ pub struct PipelineConfig {
     /// `--allow-exporter`: when not empty, datagrams from other source addresses are dropped
     /// before decoding (and counted).
     pub allowed_exporters: Vec<IpNet>,
-    /// Exporters with their own `sampler_address` series in the per-exporter self metrics; more
-    /// are counted under `other` (spoofed sources must not grow the exposition without bound).
-    pub max_exporter_series: usize,
     /// Exporters silent for this long lose their templates and sampling state.
     pub exporter_idle: Duration,
 }
 
-struct ExporterSeries {
-    datagrams: Counter,
-    bytes: Counter,
-}
-
-/// Decoder + counters + aggregator hand-off for one input.
+/// Decoder + error accounting + accumulator for one input.
 pub struct DatagramPipeline {
     factory: DecoderFactory,
     decoder: Box<dyn DatagramDecoder>,
-    rejected: Counter,
     config: PipelineConfig,
     flows: Vec<Flow>,
-    aggregator: SharedAggregator,
-    clock: Clock,
-    registry: Arc<Registry>,
-    errors: ParseErrors,
-    exporters: HashMap<IpAddr, ExporterSeries>,
-    other: Option<ExporterSeries>,
-    templates: HashMap<IpAddr, Gauge>,
+    accumulator: Accumulator,
     last_housekeeping: Instant,
     last_warn: Option<Instant>,
     errors_since_warn: u64,
 }
 
 impl DatagramPipeline {
-    pub fn new(
-        factory: DecoderFactory,
-        config: PipelineConfig,
-        registry: Arc<Registry>,
-        aggregator: SharedAggregator,
-        clock: Clock,
-    ) -> Self {
+    pub fn new(factory: DecoderFactory, config: PipelineConfig, accumulator: Accumulator) -> Self {
         DatagramPipeline {
             decoder: factory(),
             factory,
-            rejected: registry.counter(t::EXPORTER_REJECTED, &[]),
             config,
             flows: Vec::with_capacity(256),
-            aggregator,
-            clock,
-            errors: ParseErrors::new(&registry),
-            registry,
-            exporters: HashMap::new(),
-            other: None,
-            templates: HashMap::new(),
+            accumulator,
             last_housekeeping: Instant::now(),
             last_warn: None,
             errors_since_warn: 0,
         }
     }
 
-    /// Decodes one datagram from `from` and records its flows. Returns the decoder's report.
+    /// This input's accumulator (the input loop decides when to ship).
+    pub fn accumulator(&mut self) -> &mut Accumulator {
+        &mut self.accumulator
+    }
+
+    /// Decodes one datagram from `from` and counts its flows. Returns the decoder's report.
     pub fn handle(&mut self, from: SocketAddr, payload: &[u8], received_ns: u64) -> DatagramReport {
         let ip = unmap_v4(from.ip());
         if !self.config.allowed_exporters.is_empty()
@@ -105,84 +79,49 @@ impl DatagramPipeline {
                 .any(|n| n.contains(&ip))
         {
             // Before decoding: a spoofed or unwanted source costs no parser state and no series.
-            self.rejected.increment(1);
+            self.accumulator.delta().inputs().rejected_datagrams += 1;
             return DatagramReport::default();
         }
+        let report = self.decode(from, payload, received_ns);
+        self.accumulator.record(&self.flows);
+        self.flows.clear();
+        self.accumulator.delta().count_datagram(ip, payload.len());
+        self.count_errors(from, &report);
+        report
+    }
+
+    /// Decodes into `self.flows`; a decoder panic is counted and the decoder replaced.
+    fn decode(&mut self, from: SocketAddr, payload: &[u8], received_ns: u64) -> DatagramReport {
         let decoder = &mut self.decoder;
         let flows = &mut self.flows;
         let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             decoder.decode(from, payload, received_ns, flows)
         }));
-        let report = match decoded {
-            Ok(report) => report,
-            Err(_) => {
-                // A bug, not bad input: keep serving, but say so loudly (the panic message is
-                // already on stderr) and start this input's decoder afresh.
-                error!(
-                    exporter = %from,
-                    len = payload.len(),
-                    "the datagram decoder panicked; datagram dropped, decoder state reset (please report)"
-                );
-                self.decoder = (self.factory)();
-                self.flows.clear();
-                DatagramReport {
-                    version: payload
-                        .get(..2)
-                        .map_or(0, |v| u16::from_be_bytes([v[0], v[1]])),
-                    panicked: 1,
-                    ..DatagramReport::default()
-                }
-            }
-        };
-        if !self.flows.is_empty() {
-            let now = self.clock.now_secs();
-            crate::lock(&self.aggregator).record(&self.flows, now);
+        decoded.unwrap_or_else(|_| {
+            // A bug, not bad input: keep serving, but say so loudly (the panic message is
+            // already on stderr) and start this input's decoder afresh.
+            error!(
+                exporter = %from,
+                len = payload.len(),
+                "the datagram decoder panicked; datagram dropped, decoder state reset (please report)"
+            );
+            self.decoder = (self.factory)();
             self.flows.clear();
-        }
-        self.count_exporter(from, payload.len(), report.version);
-        self.count_errors(from, &report);
-        self.tick();
-        report
+            DatagramReport {
+                version: payload
+                    .get(..2)
+                    .map_or(0, |v| u16::from_be_bytes([v[0], v[1]])),
+                panicked: 1,
+                ..DatagramReport::default()
+            }
+        })
     }
 
-    /// Runs housekeeping when it is due (inputs call it when idle, too).
-    pub fn tick(&mut self) {
-        if self.last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
-            self.housekeeping();
+    /// Runs housekeeping when it is due (inputs call it once per batch and when idle).
+    pub fn tick(&mut self, now: Instant) {
+        if now.duration_since(self.last_housekeeping) >= HOUSEKEEPING_EVERY {
+            self.housekeeping(now);
         }
-    }
-
-    fn count_exporter(&mut self, from: SocketAddr, len: usize, version: u16) {
-        let ip = unmap_v4(from.ip());
-        let series = match self.exporters.get(&ip) {
-            Some(s) => s,
-            None if self.exporters.len() < self.config.max_exporter_series => {
-                info!(exporter = %from, version, "new exporter");
-                let label = addr_label(Some(ip));
-                let labels = [("sampler_address", label.as_str())];
-                let s = ExporterSeries {
-                    datagrams: self.registry.counter(t::EXPORTER_DATAGRAMS, &labels),
-                    bytes: self.registry.counter(t::EXPORTER_BYTES, &labels),
-                };
-                self.exporters.entry(ip).or_insert(s)
-            }
-            None => {
-                let registry = &self.registry;
-                self.other.get_or_insert_with(|| {
-                    warn!(
-                        max = self.config.max_exporter_series,
-                        "more exporters than per-exporter series allowed; the rest are counted as sampler_address=\"other\""
-                    );
-                    let labels = [("sampler_address", "other")];
-                    ExporterSeries {
-                        datagrams: registry.counter(t::EXPORTER_DATAGRAMS, &labels),
-                        bytes: registry.counter(t::EXPORTER_BYTES, &labels),
-                    }
-                })
-            }
-        };
-        series.datagrams.increment(1);
-        series.bytes.increment(len as u64);
     }
 
     fn count_errors(&mut self, from: SocketAddr, report: &DatagramReport) {
@@ -195,7 +134,7 @@ impl DatagramPipeline {
         if total == 0 {
             return;
         }
-        self.errors.add(&tally);
+        self.accumulator.delta().count_errors(&tally);
         self.errors_since_warn += total;
         if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
             // Never the packet itself: only its source and the kinds of trouble.
@@ -214,9 +153,9 @@ impl DatagramPipeline {
         }
     }
 
-    /// Prunes idle exporters and refreshes the templates-known gauge.
-    pub fn housekeeping(&mut self) {
-        self.last_housekeeping = Instant::now();
+    /// Prunes idle exporters and sends the templates-known snapshot.
+    pub fn housekeeping(&mut self, now: Instant) {
+        self.last_housekeeping = now;
         let pruned = self.decoder.prune_idle(self.config.exporter_idle);
         if pruned > 0 {
             info!(
@@ -225,35 +164,20 @@ impl DatagramPipeline {
             );
         }
         let known = self.decoder.templates_per_exporter();
-        for gauge in self.templates.values() {
-            gauge.set(0.0);
-        }
-        for (ip, n) in known {
-            if !self.templates.contains_key(&ip)
-                && self.templates.len() >= self.config.max_exporter_series
-            {
-                continue;
-            }
-            let registry = &self.registry;
-            self.templates
-                .entry(ip)
-                .or_insert_with(|| {
-                    let label = addr_label(Some(ip));
-                    registry.gauge(t::EXPORTER_TEMPLATES, &[("sampler_address", &label)])
-                })
-                .set(n as f64);
-        }
+        self.accumulator.delta().set_templates(known);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
+    use std::net::IpAddr;
 
     use super::*;
-    use crate::aggregate::{Aggregator, AggregatorConfig};
+    use crate::Clock;
+    use crate::aggregate::{AggregatorConfig, Publisher};
     use crate::flow::FlowType;
+    use crate::telemetry::Registry;
 
     /// A decoder that yields one flow per datagram and panics on a datagram starting with 0xFF.
     struct Fake;
@@ -287,40 +211,43 @@ mod tests {
         }
     }
 
-    fn pipeline(allowed: Vec<IpNet>) -> (Arc<Registry>, SharedAggregator, DatagramPipeline) {
+    fn pipeline(allowed: Vec<IpNet>) -> (Arc<Registry>, Publisher, DatagramPipeline) {
         let registry = Arc::new(Registry::new(None));
-        let aggregator = Arc::new(Mutex::new(Aggregator::new(
+        let publisher = Publisher::new(
             registry.clone(),
             AggregatorConfig::default(),
-        )));
+            Clock::default(),
+        );
         let p = DatagramPipeline::new(
             Arc::new(|| Box::new(Fake)),
             PipelineConfig {
                 allowed_exporters: allowed,
-                max_exporter_series: 10,
                 exporter_idle: Duration::from_secs(60),
             },
-            registry.clone(),
-            aggregator.clone(),
-            Clock::default(),
+            publisher.accumulator(),
         );
-        (registry, aggregator, p)
+        (registry, publisher, p)
     }
 
-    fn scrape(registry: &Registry, aggregator: &SharedAggregator) -> BTreeMap<String, f64> {
-        crate::lock(aggregator).publish(0);
+    fn scrape(
+        registry: &Registry,
+        publisher: &Publisher,
+        p: &mut DatagramPipeline,
+    ) -> BTreeMap<String, f64> {
+        assert!(p.accumulator().ship());
+        publisher.publish();
         crate::testkit::render_map(registry)
     }
 
     #[test]
     fn a_decoder_panic_is_counted_and_the_input_goes_on() {
-        let (registry, aggregator, mut p) = pipeline(Vec::new());
+        let (registry, publisher, mut p) = pipeline(Vec::new());
         let from: SocketAddr = "192.0.2.1:2055".parse().unwrap();
         p.handle(from, &[0x00, 0x0a], 0);
         let r = p.handle(from, &[0xFF, 0x0a], 0);
         assert_eq!(r.panicked, 1);
         p.handle(from, &[0x00, 0x0a], 0);
-        let m = scrape(&registry, &aggregator);
+        let m = scrape(&registry, &publisher, &mut p);
         assert_eq!(
             m[r#"goflow_parse_errors_total{error_type="decoder_panic"}"#],
             1.0
@@ -338,12 +265,12 @@ mod tests {
 
     #[test]
     fn exporters_outside_the_allowlist_are_dropped_before_decoding() {
-        let (registry, aggregator, mut p) = pipeline(vec!["192.0.2.0/24".parse().unwrap()]);
+        let (registry, publisher, mut p) = pipeline(vec!["192.0.2.0/24".parse().unwrap()]);
         p.handle("192.0.2.7:2055".parse().unwrap(), &[0, 10], 0);
         p.handle("[::ffff:192.0.2.8]:2055".parse().unwrap(), &[0, 10], 0);
         p.handle("198.51.100.1:2055".parse().unwrap(), &[0xFF], 0);
         p.handle("[2001:db8::1]:2055".parse().unwrap(), &[0, 10], 0);
-        let m = scrape(&registry, &aggregator);
+        let m = scrape(&registry, &publisher, &mut p);
         assert_eq!(m["goflow_exporter_rejected_total"], 2.0);
         assert_eq!(
             m[r#"goflow_flows_by_sampler_total{sampler_address="192.0.2.7"}"#],

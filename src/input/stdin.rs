@@ -1,29 +1,26 @@
-//! The stdin input: goflow2 JSON lines from a reader, in batches, into the aggregator.
+//! The stdin input: goflow2 JSON lines from a reader, in batches, into its accumulator.
 //!
-//! Owns line splitting (with the line-length cap), per-batch error tallies and the stdin self
-//! metrics. Decoding is [`crate::decode::goflow_json`]; metrics are written by the aggregator.
+//! Owns line splitting (with the line-length cap) and per-batch error tallies. Decoding is
+//! [`crate::decode::goflow_json`]; counting is the [`Accumulator`]'s, metrics the publisher's.
 //!
 //! Decisions:
 //! - It runs on a dedicated OS thread, not a tokio task: a tokio stdin read cannot be cancelled
 //!   and would hang shutdown. The thread is simply left behind when the process exits.
-//! - A batch is whatever one `fill_buf` returned (up to the buffer size): the aggregator's lock
-//!   is taken once per batch, and the batch is recorded before the next read may block, so a
-//!   line is visible in `/metrics` as soon as it has been read.
+//! - A batch is whatever one `fill_buf` returned (up to the buffer size), and each batch is
+//!   shipped to the publisher before the next read may block, so a line is visible in `/metrics`
+//!   as soon as it has been read. Shipping may wait for the publisher: that only slows the pipe.
 //! - A line longer than the cap is counted and skipped as it streams past: memory stays bounded
 //!   by the cap whatever the input.
 
 use std::io::{self, BufRead};
 use std::time::{Duration, Instant};
 
-use metrics::Counter;
 use tracing::warn;
 
-use crate::Clock;
-use crate::SharedAggregator;
+use crate::aggregate::Accumulator;
 use crate::decode::{ErrorType, goflow_json};
 use crate::flow::Flow;
-use crate::input::{ErrorTally, ParseErrors};
-use crate::telemetry::{Registry, STDIN_BYTES, STDIN_LINES};
+use crate::input::ErrorTally;
 
 /// Default cap on one line: goflow2 lines are about 1 KiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
@@ -126,27 +123,6 @@ impl<R: BufRead> LineSplitter<R> {
     }
 }
 
-/// Everything the stdin loop writes to.
-pub struct StdinSink {
-    pub aggregator: SharedAggregator,
-    pub clock: Clock,
-    pub errors: ParseErrors,
-    pub lines: Counter,
-    pub bytes: Counter,
-}
-
-impl StdinSink {
-    pub fn new(registry: &Registry, aggregator: SharedAggregator, clock: Clock) -> Self {
-        StdinSink {
-            aggregator,
-            clock,
-            errors: ParseErrors::new(registry),
-            lines: registry.counter(STDIN_LINES, &[]),
-            bytes: registry.counter(STDIN_BYTES, &[]),
-        }
-    }
-}
-
 /// Totals of one stdin run, for the log line at EOF.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StdinSummary {
@@ -176,7 +152,11 @@ fn decode_guarded(line: &[u8], flows: &mut Vec<Flow>) -> Result<(), ErrorType> {
 }
 
 /// Reads lines until EOF, decoding and recording them batch by batch.
-pub fn run<R: BufRead>(reader: R, max_line: usize, sink: &StdinSink) -> io::Result<StdinSummary> {
+pub fn run<R: BufRead>(
+    reader: R,
+    max_line: usize,
+    accumulator: &mut Accumulator,
+) -> io::Result<StdinSummary> {
     let mut splitter = LineSplitter::new(reader, max_line);
     let mut flows: Vec<Flow> = Vec::with_capacity(1024);
     let mut summary = StdinSummary::default();
@@ -201,19 +181,16 @@ pub fn run<R: BufRead>(reader: R, max_line: usize, sink: &StdinSink) -> io::Resu
                 tally[e.index()] += 1;
             }
         })?;
-        if !flows.is_empty() {
-            let now = sink.clock.now_secs();
-            sink.aggregator
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .record(&flows, now);
-            summary.flows += flows.len() as u64;
-            flows.clear();
-        }
+        accumulator.record(&flows);
+        summary.flows += flows.len() as u64;
+        flows.clear();
         let errors: u64 = tally.iter().sum();
-        sink.errors.add(&tally);
-        sink.lines.increment(lines);
-        sink.bytes.increment(n as u64);
+        let delta = accumulator.delta();
+        delta.count_errors(&tally);
+        let counts = delta.inputs();
+        counts.stdin_lines += lines;
+        counts.stdin_bytes += n as u64;
+        accumulator.ship();
         summary.lines += lines;
         summary.bytes += n as u64;
         summary.errors += errors;

@@ -67,6 +67,7 @@ fn check_file(path: &Path) {
                 && !k.starts_with("goflow_flows_unknown_sampling_rate")
                 && !k.starts_with("goflow_metric_")
                 && !k.starts_with("goflow_replay_")
+                && !k.starts_with("goflow_exporter_rejected")
         })
         .map(|(k, v)| (k.clone(), *v))
         .collect();

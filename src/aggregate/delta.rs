@@ -1,0 +1,256 @@
+//! A [`Delta`]: what one input counted since it last handed its counts to the publisher.
+//!
+//! Owns the per-flow hot path ([`Delta::record`]): sampling correction, the label keys of every
+//! flow family and plain `u64` additions into small tables keyed by compact binary keys. No
+//! registry, no label strings, no lock, no allocation once the tables have grown to the traffic's
+//! working set (they keep their capacity from one shipment to the next).
+//!
+//! A delta also carries the input's own counters (datagrams per exporter, lines read, parse
+//! errors): they travel with the flows they describe, so a scrape that sees an input's counter
+//! has every flow counted before it (tests rely on this to know a replay is complete).
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+
+use hashbrown::{DefaultHashBuilder, HashMap};
+
+use crate::cardinality::{AddrKey, AddrPolicy};
+use crate::decode::ErrorType;
+use crate::flow::{Flow, FlowType};
+use crate::input::ErrorTally;
+use crate::sampling::SamplingPolicy;
+
+/// Distinct address keys one delta holds per direction; flows beyond it count under `other`
+/// (exact totals, bounded memory while the publisher is behind).
+pub const DELTA_MAX_ADDRESSES: usize = 1 << 20;
+
+/// Flow keys one delta carries for the active-flows gauge; beyond it they count as overflow.
+pub const DELTA_MAX_ACTIVE_KEYS: usize = 1 << 21;
+
+/// Index of "protocol unknown" in [`Delta::by_protocol`].
+const NO_PROTOCOL: usize = 256;
+
+/// The per-flow rules every input applies: shared, read-only, cloned into each input.
+#[derive(Debug, Clone)]
+pub struct FlowPolicy {
+    pub sampling: SamplingPolicy,
+    pub addresses: AddrPolicy,
+    /// One seed for every input, so the same flow key has the same fingerprint wherever it is
+    /// counted.
+    pub hasher: DefaultHashBuilder,
+}
+
+/// Counters of the inputs themselves, published after the flows of the same delta.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InputCounts {
+    pub stdin_lines: u64,
+    pub stdin_bytes: u64,
+    pub replay_datagrams: u64,
+    pub rejected_datagrams: u64,
+}
+
+/// Counts of one input since its last shipment. See the module doc.
+#[derive(Debug, Default)]
+pub struct Delta {
+    /// (sampler, flow type) → [flows, bytes, packets, last rate applied].
+    pub(crate) by_sampler_type: HashMap<(Option<IpAddr>, FlowType), [u64; 4]>,
+    /// [flows, bytes, packets] by protocol number; index 256 is "unknown".
+    pub(crate) by_protocol: Vec<[u64; 3]>,
+    pub(crate) by_src: HashMap<AddrKey, [u64; 2]>,
+    pub(crate) by_dst: HashMap<AddrKey, [u64; 2]>,
+    /// Flows whose address key did not fit in this delta ([`DELTA_MAX_ADDRESSES`]).
+    pub(crate) src_other: [u64; 2],
+    pub(crate) dst_other: [u64; 2],
+    pub(crate) unknown_rate: u64,
+    /// (fingerprint of the flow key, index into `active_samplers`) per flow.
+    pub(crate) active: Vec<(u64, u32)>,
+    pub(crate) active_samplers: Vec<Option<IpAddr>>,
+    pub(crate) active_dropped: u64,
+    /// Exporter address → [datagrams, payload bytes].
+    pub(crate) exporters: HashMap<IpAddr, [u64; 2]>,
+    /// Templates known per exporter, from the input's decoder (a full snapshot, when sent).
+    pub(crate) templates: Option<Vec<(IpAddr, usize)>>,
+    pub(crate) errors: ErrorTally,
+    pub(crate) inputs: InputCounts,
+    /// Longest time the input spent away from its socket since the last shipment (ns).
+    pub(crate) receive_gap_max_ns: u64,
+    /// Anything recorded since the last shipment.
+    pub(crate) dirty: bool,
+}
+
+impl Delta {
+    pub fn new() -> Self {
+        Delta {
+            by_protocol: vec![[0; 3]; NO_PROTOCOL + 1],
+            ..Delta::default()
+        }
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Counts a batch of flows. The hot path: per flow, two lookups in address tables, one in a
+    /// tiny sampler table, an array index for the protocol and a fingerprint for active flows.
+    pub fn record(&mut self, flows: &[Flow], policy: &FlowPolicy) {
+        if flows.is_empty() {
+            return;
+        }
+        self.dirty = true;
+        // Most batches come from one sampler: its active-flows index is looked up once.
+        let mut sampler_index: Option<(Option<IpAddr>, u32)> = None;
+        for flow in flows {
+            let (rate, known) = policy.sampling.resolve(flow.sampler, flow.sampling_rate);
+            self.unknown_rate += u64::from(!known);
+            let bytes = flow.bytes.saturating_mul(rate);
+            let packets = flow.packets.saturating_mul(rate);
+
+            let st = self
+                .by_sampler_type
+                .entry((flow.sampler, flow.flow_type))
+                .or_insert([0; 4]);
+            add(&mut st[..3], &[1, bytes, packets]);
+            st[3] = rate;
+            let proto = flow.proto.map_or(NO_PROTOCOL, usize::from);
+            add(&mut self.by_protocol[proto], &[1, bytes, packets]);
+            let src = policy.addresses.key(flow.src_addr);
+            add(
+                address_cell(&mut self.by_src, &mut self.src_other, src),
+                &[1, bytes],
+            );
+            let dst = policy.addresses.key(flow.dst_addr);
+            add(
+                address_cell(&mut self.by_dst, &mut self.dst_other, dst),
+                &[1, bytes],
+            );
+
+            if self.active.len() >= DELTA_MAX_ACTIVE_KEYS {
+                self.active_dropped += 1;
+                continue;
+            }
+            let index = match sampler_index {
+                Some((s, i)) if s == flow.sampler => i,
+                _ => {
+                    let i = self.sampler_index(flow.sampler);
+                    sampler_index = Some((flow.sampler, i));
+                    i
+                }
+            };
+            let fingerprint = policy.hasher.hash_one((
+                flow.sampler,
+                flow.src_addr,
+                flow.dst_addr,
+                flow.src_port,
+                flow.dst_port,
+                flow.proto,
+            ));
+            self.active.push((fingerprint, index));
+        }
+    }
+
+    fn sampler_index(&mut self, sampler: Option<IpAddr>) -> u32 {
+        match self.active_samplers.iter().position(|s| *s == sampler) {
+            Some(i) => i as u32,
+            None => {
+                self.active_samplers.push(sampler);
+                (self.active_samplers.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Counts one datagram of `len` bytes from `exporter`.
+    pub fn count_datagram(&mut self, exporter: IpAddr, len: usize) {
+        self.dirty = true;
+        add(
+            self.exporters.entry(exporter).or_insert([0; 2]),
+            &[1, len as u64],
+        );
+    }
+
+    /// Adds a tally of parse errors.
+    pub fn count_errors(&mut self, tally: &ErrorTally) {
+        for (sum, n) in self.errors.iter_mut().zip(tally) {
+            *sum += n;
+        }
+        self.dirty |= tally.iter().any(|n| *n != 0);
+    }
+
+    /// Adds one parse error.
+    pub fn count_error(&mut self, error: ErrorType) {
+        self.errors[error.index()] += 1;
+        self.dirty = true;
+    }
+
+    /// The input's own counters, to add to.
+    pub fn inputs(&mut self) -> &mut InputCounts {
+        self.dirty = true;
+        &mut self.inputs
+    }
+
+    /// Replaces the input's snapshot of templates known per exporter.
+    pub fn set_templates(&mut self, templates: Vec<(IpAddr, usize)>) {
+        self.templates = Some(templates);
+        self.dirty = true;
+    }
+
+    /// Notes how long the input was away from its socket.
+    pub fn note_receive_gap(&mut self, ns: u64) {
+        self.receive_gap_max_ns = self.receive_gap_max_ns.max(ns);
+    }
+
+    /// Empties the delta for reuse, keeping table capacity unless a burst left it far larger than
+    /// what was last used.
+    pub fn clear(&mut self) {
+        shrink_if_oversized(&mut self.by_src);
+        shrink_if_oversized(&mut self.by_dst);
+        self.by_src.clear();
+        self.by_dst.clear();
+        self.by_sampler_type.clear();
+        self.exporters.clear();
+        self.by_protocol.iter_mut().for_each(|c| *c = [0; 3]);
+        if self.active.capacity() > 4 * self.active.len().max(1 << 16) {
+            self.active.shrink_to(self.active.len());
+        }
+        self.active.clear();
+        self.active_samplers.clear();
+        self.templates = None;
+        self.src_other = [0; 2];
+        self.dst_other = [0; 2];
+        self.unknown_rate = 0;
+        self.active_dropped = 0;
+        self.errors = [0; ErrorType::ALL.len()];
+        self.inputs = InputCounts::default();
+        self.receive_gap_max_ns = 0;
+        self.dirty = false;
+    }
+}
+
+/// The cell of `key`, or the overflow cell when the table is full and `key` is new.
+#[inline]
+fn address_cell<'a>(
+    table: &'a mut HashMap<AddrKey, [u64; 2]>,
+    other: &'a mut [u64; 2],
+    key: AddrKey,
+) -> &'a mut [u64; 2] {
+    if table.len() < DELTA_MAX_ADDRESSES {
+        return table.entry(key).or_insert([0; 2]);
+    }
+    match table.get_mut(&key) {
+        Some(cell) => cell,
+        None => other,
+    }
+}
+
+/// Saturating addition of `values` into `cells`: a counter may stop, never wrap.
+#[inline]
+fn add(cells: &mut [u64], values: &[u64]) {
+    for (c, v) in cells.iter_mut().zip(values) {
+        *c = c.saturating_add(*v);
+    }
+}
+
+fn shrink_if_oversized<K: std::hash::Hash + Eq, V>(table: &mut HashMap<K, V>) {
+    if table.capacity() > 1 << 16 && table.len() < table.capacity() / 8 {
+        table.shrink_to(table.len() * 2);
+    }
+}

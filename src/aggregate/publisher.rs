@@ -1,0 +1,636 @@
+//! The publisher side of aggregation: the only writer of flow metrics.
+//!
+//! Owns, for every flow family, the label sets with their cached registry handles (in capped,
+//! expiring [`Family`] tables), the active-flows tracker, and the per-exporter and per-input self
+//! metrics. [`Aggregator::merge`] folds an input's [`Delta`] in (one table operation per distinct
+//! key of the delta, not per flow); [`Aggregator::publish`] moves pending values into the
+//! registry, expires idle label sets and refreshes the gauges.
+//!
+//! Only the publisher thread and the scrape handler touch an `Aggregator`, behind
+//! [`Publisher`]'s mutex: socket threads never take that lock, so registering series, sweeping
+//! active flows or rendering cannot hold up receiving.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hashbrown::{DefaultHashBuilder, HashMap};
+use metrics::{Counter, Gauge};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::accumulator::{Accumulator, Shipment};
+use super::delta::{Delta, FlowPolicy, InputCounts};
+use super::{AggregatorConfig, addr_label};
+use crate::Clock;
+use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Slot};
+use crate::flow::{Flow, FlowType};
+use crate::input::ParseErrors;
+use crate::names::protocol_name;
+use crate::telemetry::{self as t, Registry};
+
+/// Per-sampler state: the family's cell plus the rate last applied and the active-flows gauge.
+struct SamplerCell {
+    cell: Cell<3>,
+    last_rate: u64,
+    rate_gauge: Gauge,
+    active_gauge: Gauge,
+}
+
+impl Slot for SamplerCell {
+    fn flush(&mut self) {
+        self.cell.flush();
+        self.rate_gauge.set(self.last_rate as f64);
+    }
+}
+
+/// Distinct active 5-tuples per sampler, bounded by a key cap.
+///
+/// A key is stored as the 64-bit fingerprint the input computed of (sampler, src, dst, ports,
+/// protocol) with a small sampler index: 16 bytes per tracked flow instead of ~70, so the default
+/// million keys fit in about 35 MiB. Two distinct keys share a fingerprint with probability
+/// ~n²/2⁶⁵ (about 3·10⁻⁸ at a million keys): negligible for a gauge.
+///
+/// Times are the publisher's monotonic seconds (when a flow was *merged*, within a shipment
+/// period of its arrival), never the flow's own timestamps, so exporter clock jumps cannot break
+/// the gauge.
+struct ActiveFlows {
+    window_secs: u64,
+    max_keys: usize,
+    /// fingerprint → (last seen, sampler index)
+    last_seen: HashMap<u64, (u32, u32)>,
+    samplers: HashMap<Option<IpAddr>, u32>,
+    sampler_list: Vec<Option<IpAddr>>,
+    overflow_pending: u64,
+    overflow: Counter,
+    /// Per-sampler counts of the last sweep, by sampler index.
+    counts: Vec<u64>,
+    /// Scratch: the delta's sampler indexes mapped to ours.
+    remap: Vec<u32>,
+}
+
+impl ActiveFlows {
+    fn merge(&mut self, delta: &Delta, now: u64) {
+        self.overflow_pending += delta.active_dropped;
+        self.remap.clear();
+        for sampler in &delta.active_samplers {
+            let i = match self.samplers.get(sampler) {
+                Some(i) => *i,
+                None => {
+                    let i = u32::try_from(self.sampler_list.len()).unwrap_or(u32::MAX);
+                    self.samplers.insert(*sampler, i);
+                    self.sampler_list.push(*sampler);
+                    i
+                }
+            };
+            self.remap.push(i);
+        }
+        let now = u32::try_from(now).unwrap_or(u32::MAX);
+        for &(fingerprint, local) in &delta.active {
+            if let Some(seen) = self.last_seen.get_mut(&fingerprint) {
+                seen.0 = now;
+            } else if self.last_seen.len() >= self.max_keys {
+                // Keys are freed by the sweep in `publish`; until then new keys are counted, not
+                // tracked, so memory stays bounded.
+                self.overflow_pending += 1;
+            } else {
+                let index = self.remap.get(local as usize).copied().unwrap_or(u32::MAX);
+                self.last_seen.insert(fingerprint, (now, index));
+            }
+        }
+    }
+
+    /// Drops keys older than the window and counts the rest per sampler.
+    fn sweep(&mut self, now: u64) {
+        let window = self.window_secs;
+        let now = u32::try_from(now).unwrap_or(u32::MAX);
+        self.counts.clear();
+        self.counts.resize(self.sampler_list.len(), 0);
+        let counts = &mut self.counts;
+        self.last_seen.retain(|_, (seen, sampler)| {
+            let keep = u64::from(now.saturating_sub(*seen)) < window;
+            if keep && let Some(c) = counts.get_mut(*sampler as usize) {
+                *c += 1;
+            }
+            keep
+        });
+        if self.last_seen.capacity() > 1024 && self.last_seen.len() < self.last_seen.capacity() / 4
+        {
+            self.last_seen.shrink_to_fit();
+        }
+        if self.last_seen.is_empty() {
+            // Forget sampler indexes too, or spoofed samplers would grow the table forever.
+            self.samplers.clear();
+            self.sampler_list.clear();
+            self.counts.clear();
+        }
+        if self.overflow_pending != 0 {
+            self.overflow.increment(self.overflow_pending);
+            self.overflow_pending = 0;
+        }
+    }
+
+    fn active_of(&self, sampler: Option<IpAddr>) -> u64 {
+        self.samplers
+            .get(&sampler)
+            .and_then(|i| self.counts.get(*i as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Per-exporter self metrics (datagrams, bytes, templates known), capped at
+/// `max_exporter_series` addresses; more are counted under `other`.
+struct Exporters {
+    max: usize,
+    series: HashMap<IpAddr, Cell<2>>,
+    other: Option<Cell<2>>,
+    templates: HashMap<IpAddr, Gauge>,
+    /// Each input's latest snapshot of templates per exporter, by input slot.
+    snapshots: HashMap<usize, Vec<(IpAddr, usize)>>,
+}
+
+impl Exporters {
+    fn merge(&mut self, registry: &Registry, delta: &mut Delta) {
+        for (ip, values) in delta.exporters.drain() {
+            if !self.series.contains_key(&ip) && self.series.len() < self.max {
+                info!(exporter = %ip, "new exporter");
+                let label = addr_label(Some(ip));
+                self.series.insert(ip, exporter_cell(registry, &label));
+            }
+            let cell = match self.series.get_mut(&ip) {
+                Some(c) => c,
+                None => self.other.get_or_insert_with(|| {
+                    warn!(
+                        max = self.max,
+                        "more exporters than per-exporter series allowed; the rest are counted as sampler_address=\"other\""
+                    );
+                    exporter_cell(registry, "other")
+                }),
+            };
+            cell.add(values);
+        }
+    }
+
+    /// Sets each templates gauge to the sum over the inputs' latest snapshots, in place: a live
+    /// exporter's gauge never reads 0 between two snapshots.
+    fn publish_templates(&mut self, registry: &Registry) {
+        let mut totals: HashMap<IpAddr, usize> = HashMap::new();
+        for (ip, n) in self.snapshots.values().flatten() {
+            *totals.entry(*ip).or_default() += n;
+        }
+        for (ip, gauge) in &self.templates {
+            if !totals.contains_key(ip) {
+                gauge.set(0.0);
+            }
+        }
+        for (ip, n) in totals {
+            if !self.templates.contains_key(&ip) && self.templates.len() >= self.max {
+                continue;
+            }
+            self.templates
+                .entry(ip)
+                .or_insert_with(|| {
+                    let label = addr_label(Some(ip));
+                    registry.gauge(t::EXPORTER_TEMPLATES, &[("sampler_address", &label)])
+                })
+                .set(n as f64);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.series.values_mut().for_each(Slot::flush);
+        if let Some(o) = &mut self.other {
+            o.flush();
+        }
+    }
+}
+
+fn exporter_cell(registry: &Registry, label: &str) -> Cell<2> {
+    let labels = [("sampler_address", label)];
+    Cell::new([
+        registry.counter(t::EXPORTER_DATAGRAMS, &labels),
+        registry.counter(t::EXPORTER_BYTES, &labels),
+    ])
+}
+
+/// The inputs' own counters, flushed after the flows so that a scrape seeing an input's count
+/// sees its flows too.
+struct InputCounters {
+    pending: InputCounts,
+    errors_pending: crate::input::ErrorTally,
+    errors: ParseErrors,
+    stdin_lines: Counter,
+    stdin_bytes: Counter,
+    replay_datagrams: Counter,
+    rejected: Counter,
+    receive_gap_max_ns: u64,
+    receive_gap: Gauge,
+}
+
+impl InputCounters {
+    fn merge(&mut self, delta: &Delta) {
+        let (p, d) = (&mut self.pending, &delta.inputs);
+        p.stdin_lines += d.stdin_lines;
+        p.stdin_bytes += d.stdin_bytes;
+        p.replay_datagrams += d.replay_datagrams;
+        p.rejected_datagrams += d.rejected_datagrams;
+        for (sum, n) in self.errors_pending.iter_mut().zip(&delta.errors) {
+            *sum += n;
+        }
+        self.receive_gap_max_ns = self.receive_gap_max_ns.max(delta.receive_gap_max_ns);
+    }
+
+    fn flush(&mut self) {
+        let p = std::mem::take(&mut self.pending);
+        for (counter, n) in [
+            (&self.stdin_lines, p.stdin_lines),
+            (&self.stdin_bytes, p.stdin_bytes),
+            (&self.replay_datagrams, p.replay_datagrams),
+            (&self.rejected, p.rejected_datagrams),
+        ] {
+            if n != 0 {
+                counter.increment(n);
+            }
+        }
+        self.errors.add(&std::mem::take(&mut self.errors_pending));
+        // The longest gap since the previous publish: a gauge over the last period.
+        self.receive_gap
+            .set(std::mem::take(&mut self.receive_gap_max_ns) as f64 / 1e9);
+    }
+}
+
+/// Every flow family's state. One instance per process, owned by the [`Publisher`].
+pub struct Aggregator {
+    registry: Arc<Registry>,
+    policy: FlowPolicy,
+    by_sampler_type: Family<(Option<IpAddr>, FlowType), Cell<3>>,
+    by_protocol: Family<Option<u8>, Cell<3>>,
+    by_src: Family<AddrKey, Cell<2>>,
+    by_dst: Family<AddrKey, Cell<2>>,
+    by_sampler: Family<Option<IpAddr>, SamplerCell>,
+    unknown_rate: Counter,
+    active: ActiveFlows,
+    exporters: Exporters,
+    inputs: InputCounters,
+    /// Scratch delta of [`Aggregator::record`].
+    scratch: Box<Delta>,
+}
+
+impl Aggregator {
+    pub fn new(registry: Arc<Registry>, config: AggregatorConfig) -> Self {
+        let limits = FamilyLimits {
+            cap: config.max_series_per_metric.max(1),
+            ttl_secs: config.series_ttl_secs.max(1),
+        };
+        // 257 protocol keys at most (256 numbers and unknown): never capped.
+        let protocols = FamilyLimits { cap: 257, ..limits };
+        let reg = &*registry;
+        Aggregator {
+            policy: FlowPolicy {
+                sampling: config.sampling,
+                addresses: config.addresses,
+                hasher: DefaultHashBuilder::default(),
+            },
+            by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
+            by_protocol: Family::new(
+                reg,
+                &[
+                    t::FLOWS_BY_PROTOCOL,
+                    t::BYTES_BY_PROTOCOL,
+                    t::PACKETS_BY_PROTOCOL,
+                ],
+                protocols,
+            ),
+            by_src: Family::new(reg, &[t::FLOWS_BY_SRC_ADDR, t::BYTES_BY_SRC_ADDR], limits),
+            by_dst: Family::new(reg, &[t::FLOWS_BY_DST_ADDR, t::BYTES_BY_DST_ADDR], limits),
+            by_sampler: Family::new(
+                reg,
+                &[
+                    t::FLOWS_BY_SAMPLER,
+                    t::BYTES_BY_SAMPLER,
+                    t::PACKETS_BY_SAMPLER,
+                ],
+                limits,
+            ),
+            unknown_rate: reg.counter(t::UNKNOWN_SAMPLING_RATE, &[]),
+            active: ActiveFlows {
+                window_secs: config.active_window_secs.max(1),
+                max_keys: config.active_max_keys,
+                last_seen: HashMap::new(),
+                samplers: HashMap::new(),
+                sampler_list: Vec::new(),
+                overflow_pending: 0,
+                overflow: reg.counter(t::ACTIVE_FLOWS_OVERFLOW, &[]),
+                counts: Vec::new(),
+                remap: Vec::new(),
+            },
+            exporters: Exporters {
+                max: config.max_exporter_series.max(1),
+                series: HashMap::new(),
+                other: None,
+                templates: HashMap::new(),
+                snapshots: HashMap::new(),
+            },
+            inputs: InputCounters {
+                pending: InputCounts::default(),
+                errors_pending: Default::default(),
+                errors: ParseErrors::new(reg),
+                stdin_lines: reg.counter(t::STDIN_LINES, &[]),
+                stdin_bytes: reg.counter(t::STDIN_BYTES, &[]),
+                replay_datagrams: reg.counter(t::REPLAY_DATAGRAMS, &[]),
+                rejected: reg.counter(t::EXPORTER_REJECTED, &[]),
+                receive_gap_max_ns: 0,
+                receive_gap: reg.gauge(t::UDP_RECEIVE_GAP_MAX, &[]),
+            },
+            scratch: Box::new(Delta::new()),
+            registry,
+        }
+    }
+
+    /// The per-flow rules, for the inputs' accumulators (one fingerprint seed for all).
+    pub fn policy(&self) -> FlowPolicy {
+        self.policy.clone()
+    }
+
+    /// Counts `flows` directly, as an input would through an accumulator (single-threaded
+    /// users: tests and benchmarks).
+    pub fn record(&mut self, flows: &[Flow], now: u64) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.record(flows, &self.policy);
+        self.merge(&mut scratch, now, 0);
+        self.scratch = scratch;
+    }
+
+    /// Folds an input's delta in at monotonic second `now`, leaving the delta empty. `input`
+    /// identifies the sender for its templates snapshot.
+    pub fn merge(&mut self, delta: &mut Delta, now: u64, input: usize) {
+        self.merge_sampler_types(delta, now);
+        self.merge_protocols(delta, now);
+        merge_addresses(
+            &mut self.by_src,
+            &self.registry,
+            delta.by_src.drain(),
+            delta.src_other,
+            now,
+            AddrFamily::Src,
+        );
+        merge_addresses(
+            &mut self.by_dst,
+            &self.registry,
+            delta.by_dst.drain(),
+            delta.dst_other,
+            now,
+            AddrFamily::Dst,
+        );
+        self.active.merge(delta, now);
+        if delta.unknown_rate != 0 {
+            self.unknown_rate.increment(delta.unknown_rate);
+        }
+        self.exporters.merge(&self.registry, delta);
+        if let Some(snapshot) = delta.templates.take() {
+            self.exporters.snapshots.insert(input, snapshot);
+        }
+        self.inputs.merge(delta);
+        delta.clear();
+    }
+
+    fn merge_sampler_types(&mut self, delta: &mut Delta, now: u64) {
+        let reg = &*self.registry;
+        for ((sampler, flow_type), [flows, bytes, packets, rate]) in delta.by_sampler_type.drain() {
+            let values = [flows, bytes, packets];
+            let create = |s: &str, ty: &str| {
+                let labels = [("sampler_address", s), ("flow_type", ty)];
+                Cell::new([
+                    reg.expiring_counter(t::FLOWS, &labels),
+                    reg.expiring_counter(t::BYTES, &labels),
+                    reg.expiring_counter(t::PACKETS, &labels),
+                ])
+            };
+            self.by_sampler_type
+                .slot(
+                    (sampler, flow_type),
+                    now,
+                    |(s, ty)| create(&addr_label(*s), ty.as_str()),
+                    || create("other", "other"),
+                )
+                .add(values);
+            let create = |s: &str| {
+                let labels = [("sampler_address", s)];
+                SamplerCell {
+                    cell: Cell::new([
+                        reg.expiring_counter(t::FLOWS_BY_SAMPLER, &labels),
+                        reg.expiring_counter(t::BYTES_BY_SAMPLER, &labels),
+                        reg.expiring_counter(t::PACKETS_BY_SAMPLER, &labels),
+                    ]),
+                    last_rate: 0,
+                    rate_gauge: reg.expiring_gauge(t::SAMPLING_RATE, &labels),
+                    active_gauge: reg.expiring_gauge(t::ACTIVE_FLOWS, &labels),
+                }
+            };
+            let cell = self.by_sampler.slot(
+                sampler,
+                now,
+                |s| create(&addr_label(*s)),
+                || create("other"),
+            );
+            cell.cell.add(values);
+            cell.last_rate = rate;
+        }
+    }
+
+    fn merge_protocols(&mut self, delta: &Delta, now: u64) {
+        let reg = &*self.registry;
+        let create = |p: &str| {
+            let labels = [("protocol", p)];
+            Cell::new([
+                reg.expiring_counter(t::FLOWS_BY_PROTOCOL, &labels),
+                reg.expiring_counter(t::BYTES_BY_PROTOCOL, &labels),
+                reg.expiring_counter(t::PACKETS_BY_PROTOCOL, &labels),
+            ])
+        };
+        for (i, values) in delta.by_protocol.iter().enumerate() {
+            if values[0] == 0 {
+                continue;
+            }
+            let proto = u8::try_from(i).ok();
+            self.by_protocol
+                .slot(
+                    proto,
+                    now,
+                    |p| create(protocol_name(*p)),
+                    || create("other"),
+                )
+                .add(*values);
+        }
+    }
+
+    /// Moves every pending value into the registry, expires idle label sets and refreshes the
+    /// gauges. The inputs' own counters go last (see [`InputCounters`]).
+    pub fn publish(&mut self, now: u64) {
+        self.active.sweep(now);
+        self.by_sampler_type.publish(now, |_, _| {});
+        let active = &self.active;
+        self.by_sampler.publish(now, |sampler, cell| {
+            cell.active_gauge.set(active.active_of(*sampler) as f64);
+        });
+        self.by_protocol.publish(now, |_, _| {});
+        self.by_src.publish(now, |_, _| {});
+        self.by_dst.publish(now, |_, _| {});
+        for family in [&mut self.by_src, &mut self.by_dst] {
+            family.shrink();
+        }
+        self.exporters.flush();
+        self.exporters.publish_templates(&self.registry);
+        self.inputs.flush();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum AddrFamily {
+    Src,
+    Dst,
+}
+
+fn merge_addresses(
+    family: &mut Family<AddrKey, Cell<2>>,
+    registry: &Registry,
+    cells: impl Iterator<Item = (AddrKey, [u64; 2])>,
+    other: [u64; 2],
+    now: u64,
+    which: AddrFamily,
+) {
+    let create = |a: &str| {
+        let (label, flows, bytes) = match which {
+            AddrFamily::Src => ("src_addr", t::FLOWS_BY_SRC_ADDR, t::BYTES_BY_SRC_ADDR),
+            AddrFamily::Dst => ("dst_addr", t::FLOWS_BY_DST_ADDR, t::BYTES_BY_DST_ADDR),
+        };
+        let labels = [(label, a)];
+        Cell::new([
+            registry.expiring_counter(flows, &labels),
+            registry.expiring_counter(bytes, &labels),
+        ])
+    };
+    for (key, values) in cells {
+        family
+            .slot(key, now, |k| create(&k.label()), || create("other"))
+            .add(values);
+    }
+    if other[0] != 0 {
+        family.other(now, other[0], || create("other")).add(other);
+    }
+}
+
+/// Shipments the channel holds: room for every input's deltas ([`accumulator`]'s bound) for up
+/// to 64 inputs; more inputs keep counting while it is full.
+///
+/// [`accumulator`]: super::accumulator
+const INBOX: usize = 256;
+
+/// How often the publisher thread publishes into the registry when nobody scrapes.
+pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// The aggregator behind its lock, with the channel the inputs ship into. Shared by the publisher
+/// thread and the scrape handler; never touched by a socket thread.
+pub struct Publisher {
+    aggregator: Mutex<Aggregator>,
+    /// Held by the publisher thread while it runs; tests and benchmarks drain it directly.
+    inbox: Mutex<Receiver<Shipment>>,
+    outbox: SyncSender<Shipment>,
+    policy: FlowPolicy,
+    next_input: AtomicUsize,
+    clock: Clock,
+    registry: Arc<Registry>,
+}
+
+impl Publisher {
+    pub fn new(registry: Arc<Registry>, config: AggregatorConfig, clock: Clock) -> Self {
+        let aggregator = Aggregator::new(registry.clone(), config);
+        let (outbox, inbox) = sync_channel(INBOX);
+        Publisher {
+            policy: aggregator.policy(),
+            aggregator: Mutex::new(aggregator),
+            inbox: Mutex::new(inbox),
+            outbox,
+            next_input: AtomicUsize::new(0),
+            clock,
+            registry,
+        }
+    }
+
+    /// A new input's accumulator, shipping to this publisher.
+    pub fn accumulator(&self) -> Accumulator {
+        let input = self.next_input.fetch_add(1, Ordering::Relaxed);
+        Accumulator::new(self.policy.clone(), self.outbox.clone(), input)
+    }
+
+    fn aggregator(&self) -> MutexGuard<'_, Aggregator> {
+        // A panic while holding the lock cannot leave counters in a state worth refusing (they
+        // only grow), so a poisoned lock is taken over rather than propagated.
+        self.aggregator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn merge(&self, shipment: Shipment) {
+        let Shipment {
+            mut delta,
+            reply,
+            input,
+        } = shipment;
+        let now = self.clock.now_secs();
+        self.aggregator().merge(&mut delta, now, input);
+        // Back to its input, cleared, for reuse; an input that is gone drops it.
+        let _ = reply.try_send(delta);
+    }
+
+    /// Merges every delta that has arrived (tests and benchmarks; the publisher thread merges as
+    /// deltas arrive). Does nothing while the publisher thread runs.
+    pub fn drain(&self) {
+        let Ok(inbox) = self.inbox.try_lock() else {
+            return;
+        };
+        while let Ok(shipment) = inbox.try_recv() {
+            self.merge(shipment);
+        }
+    }
+
+    /// Publishes merged values into the registry: what a scrape and the periodic tick do.
+    pub fn publish(&self) {
+        self.drain();
+        let now = self.clock.now_secs();
+        self.aggregator().publish(now);
+        self.registry.keepalive();
+    }
+
+    /// The publisher thread: merges deltas as they arrive and calls `tick` every
+    /// [`PUBLISH_EVERY`], until `shutdown`.
+    pub fn run(&self, shutdown: &CancellationToken, mut tick: impl FnMut()) {
+        let inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next_tick = Instant::now() + PUBLISH_EVERY;
+        while !shutdown.is_cancelled() {
+            // Short waits, so shutdown is noticed promptly.
+            let wait = next_tick
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match inbox.recv_timeout(wait) {
+                Ok(shipment) => self.merge(shipment),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= next_tick {
+                tick();
+                next_tick = Instant::now() + PUBLISH_EVERY;
+            }
+        }
+        // What arrived before shutdown is merged (the inputs' final shipments).
+        while let Ok(shipment) = inbox.try_recv() {
+            self.merge(shipment);
+        }
+    }
+
+    /// Runs `f` on the aggregator (tests).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Aggregator) -> R) -> R {
+        f(&mut self.aggregator())
+    }
+}
