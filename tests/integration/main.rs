@@ -2,6 +2,7 @@
 //! per topic.
 
 mod cardinality;
+mod collector;
 mod common;
 mod lifecycle;
 mod native_fixtures;
