@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use goflow2_exporter::Clock;
 use goflow2_exporter::aggregate::{Aggregator, AggregatorConfig};
-use goflow2_exporter::decode::netflow::{DecoderLimits, NetflowParserDecoder};
+use goflow2_exporter::decode::netflow::{DecoderLimits, NetflowDecoder};
 use goflow2_exporter::input::datagram::{DatagramPipeline, PipelineConfig};
 use goflow2_exporter::input::stdin::{self, StdinSink};
 use goflow2_exporter::telemetry::Registry;
@@ -176,7 +176,7 @@ fn main() {
     let decoded = match path.as_str() {
         "native" => {
             let mut pipeline = DatagramPipeline::new(
-                Arc::new(|| Box::new(NetflowParserDecoder::new(DecoderLimits::default()))),
+                Arc::new(|| Box::new(NetflowDecoder::new(DecoderLimits::default()))),
                 PipelineConfig {
                     allowed_exporters: Vec::new(),
                     max_exporter_series: 1000,

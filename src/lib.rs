@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::aggregate::{Aggregator, AggregatorConfig};
-use crate::decode::netflow::{DecoderLimits, NetflowParserDecoder};
+use crate::decode::netflow::{DecoderLimits, NetflowDecoder};
 use crate::input::datagram::{DatagramPipeline, DecoderFactory, PipelineConfig};
 use crate::input::replay::Capture;
 use crate::input::stdin::{StdinSink, StdinSummary};
@@ -147,7 +147,7 @@ pub async fn run(
     let stdin_sink = StdinSink::new(&registry, aggregator.clone(), clock);
     let replay_datagrams = registry.counter(telemetry::REPLAY_DATAGRAMS, &[]);
     let limits = config.decoder;
-    let factory: DecoderFactory = Arc::new(move || Box::new(NetflowParserDecoder::new(limits)));
+    let factory: DecoderFactory = Arc::new(move || Box::new(NetflowDecoder::new(limits)));
     let pipeline = || {
         DatagramPipeline::new(
             factory.clone(),
