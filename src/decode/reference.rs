@@ -25,7 +25,9 @@
 //!   fixed-length sets into pieces to work around it, but a variable-length set of more than
 //!   1024 records still loses the rest (counted as malformed).
 //! - **IPFIX options template withdrawal.** It reads 6 bytes for the 4-byte withdrawal record of
-//!   RFC 7011 §8.1, so a lone withdrawal is malformed to it and withdraws nothing.
+//!   RFC 7011 §8.1, so it withdraws nothing: the options template stays in use. (Data template
+//!   withdrawals are also left out of comparisons: it applies all withdrawals of a set before
+//!   its definitions, the new decoder goes in order.)
 //! - **v9-style sets (ids 0 and 1) inside IPFIX.** It accepts them as templates; RFC 7011
 //!   reserves those set ids, and the new decoder skips them like any reserved set.
 //! - **Redefinition with an unusable template.** It keeps decoding with the old layout; the new
@@ -938,4 +940,239 @@ fn ipfix_ie(f: &IPFixField) -> Option<u16> {
         I::Unknown(n) => *n,
         _ => return None,
     })
+}
+
+/// Tells, datagram by datagram, whether the reference decoder is known to decode it wrongly
+/// (the cases listed in this module's doc), so that differential tests compare flows and reports
+/// everywhere else. It follows the templates of the sequence itself, with the product decoder's
+/// template parser ([`super::template`]); give it every datagram, in order, before comparing.
+pub struct KnownDifferences {
+    limits: DecoderLimits,
+    scopes: HashMap<ScopeKey, DiffScope>,
+}
+
+/// What the tracker knows of one exporter scope.
+#[derive(Default)]
+struct DiffScope {
+    templates: HashMap<u16, DiffTemplate>,
+    /// Set once the two decoders' template state may differ for good.
+    poisoned: Option<&'static str>,
+}
+
+/// A template as the tracker sees it.
+struct DiffTemplate {
+    /// `None` when the product decoder refused it.
+    layout: Option<super::template::Layout>,
+    fields: usize,
+    /// Why its data cannot be compared at all, if so.
+    reason: Option<&'static str>,
+}
+
+/// Field values per message `netflow_parser` 1.0.6 decodes at most (its output budget); a set
+/// needing more fails whole.
+const PARSER_MAX_VALUES: usize = 65_536;
+
+impl KnownDifferences {
+    pub fn new(limits: DecoderLimits) -> Self {
+        KnownDifferences {
+            limits,
+            scopes: HashMap::new(),
+        }
+    }
+
+    /// `Err(reason)` when the reference is known to get this datagram (or the state it leaves)
+    /// wrong.
+    pub fn check(&mut self, exporter: SocketAddr, datagram: &[u8]) -> Result<(), &'static str> {
+        let version = be16(datagram, 0).unwrap_or(0);
+        if version != 9 && version != 10 {
+            return Ok(());
+        }
+        let (header_len, end) = if version == 9 {
+            (20, datagram.len())
+        } else {
+            let declared = usize::from(be16(datagram, 2).unwrap_or(0));
+            (16, declared.min(datagram.len()))
+        };
+        let Some(mut rest) = datagram.get(header_len..end) else {
+            return Ok(());
+        };
+        let domain = be32(datagram, if version == 9 { 16 } else { 12 }).unwrap_or(0);
+        let limits = self.limits;
+        let scope = self.scopes.entry((exporter, version, domain)).or_default();
+        let mut verdict = Ok(());
+        while rest.len() >= 4 {
+            let set_len = be16(rest, 2).map_or(0, usize::from);
+            if set_len < 4 || set_len > rest.len() {
+                break;
+            }
+            let (set, tail) = rest.split_at(set_len);
+            rest = tail;
+            let set_id = be16(set, 0).unwrap_or(0);
+            let result = if version == 10 && set_id < 2 {
+                // The reference takes these as v9 templates: it may now know templates we
+                // do not.
+                scope.poisoned = Some("v9-style template set inside IPFIX");
+                Ok(())
+            } else if super::template::template_set_kind(version, set_id).is_some() {
+                scope.learn(version, set_id, &set[4..], &limits)
+            } else if set_id >= 256 {
+                scope.data(set_id, &set[4..])
+            } else {
+                Ok(())
+            };
+            verdict = verdict.and(result);
+        }
+        match scope.poisoned {
+            Some(reason) => Err(reason),
+            None => verdict,
+        }
+    }
+}
+
+impl DiffScope {
+    fn learn(
+        &mut self,
+        version: u16,
+        set_id: u16,
+        body: &[u8],
+        limits: &DecoderLimits,
+    ) -> Result<(), &'static str> {
+        use super::template::{self, TemplateRecord, VARIABLE_LENGTH};
+        let Some(records) = template::TemplateRecords::new(version, set_id, body) else {
+            return Ok(());
+        };
+        let mut verdict = Ok(());
+        // The reference wrapper's own layout table stops at a template id below 256.
+        let mut after_reserved = false;
+        for record in records {
+            let spec = match record {
+                TemplateRecord::Define(spec) => spec,
+                TemplateRecord::Withdraw { kind, .. } => {
+                    self.poisoned = Some(match kind {
+                        template::Kind::Options => "IPFIX options template withdrawal",
+                        // Not wrong, but it applies a set's withdrawals before its definitions
+                        // and the product decoder in order: not worth modelling.
+                        template::Kind::Data => "IPFIX template withdrawal",
+                    });
+                    continue;
+                }
+            };
+            let layout = template::compile(version, &spec, limits).ok();
+            let variable = spec.fields.iter().any(|f| f.len == VARIABLE_LENGTH);
+            let mut reason = None;
+            if layout.is_none() && self.templates.contains_key(&spec.id) {
+                reason = Some("redefinition with an unusable template");
+            } else if version == 9 && variable && layout.is_some() {
+                // Refused whole by the reference: the template set's counts differ too.
+                reason = Some("v9 variable-length template");
+                verdict = Err("v9 variable-length template");
+            } else if layout.as_ref().is_some_and(has_wide_integer) {
+                reason = Some("integer wider than 8 bytes");
+            } else if version == 9 && spec.fields.iter().any(|f| f.ie == 95 && f.len == 0) {
+                reason = Some("v9 IE 95 of length 0");
+            } else if after_reserved {
+                reason = Some("template after a reserved id in its set");
+            }
+            after_reserved |= spec.id < 256;
+            if layout.is_none() && reason.is_none() {
+                continue;
+            }
+            let fields = spec.fields.len();
+            self.templates.insert(
+                spec.id,
+                DiffTemplate {
+                    layout,
+                    fields,
+                    reason,
+                },
+            );
+            if self.templates.len() > limits.max_templates {
+                self.poisoned = Some("template cache bounds");
+            }
+        }
+        verdict
+    }
+
+    fn data(&self, set_id: u16, body: &[u8]) -> Result<(), &'static str> {
+        use super::template::Shape;
+        let Some(t) = self.templates.get(&set_id) else {
+            return Ok(());
+        };
+        if let Some(reason) = t.reason {
+            return Err(reason);
+        }
+        match t.layout.as_ref().map(|l| &l.shape) {
+            Some(Shape::Fixed { record_len, .. }) => {
+                // The wrapper cuts fixed-length sets into pieces of 1024 records.
+                let records = (body.len() / record_len).min(PARSER_MAX_RECORDS_PER_SET);
+                if records * t.fields > PARSER_MAX_VALUES {
+                    return Err("output budget");
+                }
+                Ok(())
+            }
+            Some(Shape::Variable { fields, min_len }) => variable_set_ok(fields, *min_len, body),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Whether a mapped field other than an IPv6 address is a fixed-length value wider than 8 bytes.
+fn has_wide_integer(layout: &super::template::Layout) -> bool {
+    use super::template::{Shape, Target, VARIABLE_LENGTH};
+    let wide =
+        |len: usize, target: Target| len > 8 && !matches!(target, Target::SrcV6 | Target::DstV6);
+    match &layout.shape {
+        Shape::Fixed { ops, .. } => ops.iter().any(|op| wide(op.len, op.target)),
+        Shape::Variable { fields, .. } => fields.iter().any(|f| {
+            f.len != VARIABLE_LENGTH && f.target.is_some_and(|t| wide(usize::from(f.len), t))
+        }),
+    }
+}
+
+/// An IPFIX variable-length set the reference decodes right: no zero-length value, at most 1024
+/// records, within its output budget.
+fn variable_set_ok(
+    fields: &[super::template::WalkField],
+    min_len: usize,
+    body: &[u8],
+) -> Result<(), &'static str> {
+    use super::template::VARIABLE_LENGTH;
+    let (mut at, mut records) = (0usize, 0usize);
+    while body.len() - at >= min_len.max(1) {
+        for f in fields {
+            let len = if f.len == VARIABLE_LENGTH {
+                let Some(&short) = body.get(at) else {
+                    return Ok(()); // damaged: both count it
+                };
+                at += 1;
+                let len = if short == 255 {
+                    let Some(long) = be16(body, at) else {
+                        return Ok(());
+                    };
+                    at += 2;
+                    usize::from(long)
+                } else {
+                    usize::from(short)
+                };
+                if len == 0 {
+                    return Err("zero-length variable-length value");
+                }
+                len
+            } else {
+                usize::from(f.len)
+            };
+            at += len;
+        }
+        if at > body.len() {
+            return Ok(());
+        }
+        records += 1;
+    }
+    if records > PARSER_MAX_RECORDS_PER_SET {
+        return Err("variable-length set of more than 1024 records");
+    }
+    if records * fields.len() > PARSER_MAX_VALUES {
+        return Err("output budget");
+    }
+    Ok(())
 }
