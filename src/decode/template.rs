@@ -322,6 +322,80 @@ pub struct Op {
     pub target: Target,
 }
 
+/// Where one value sits in a fixed-length record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub offset: usize,
+    pub len: usize,
+}
+
+/// A fixed-length data template resolved per flow field at compile time, so that a record is
+/// decoded by straight-line code (no dispatch per field). For the fields where the last one in
+/// the template wins, only the last one is kept: decoding it alone gives the same flow. Addresses
+/// ("non-zero wins over zero") and in-record rates ("zero does not override") depend on every
+/// occurrence, so those keep all of theirs, in template order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FixedPlan {
+    pub bytes: Option<Slot>,
+    pub packets: Option<Slot>,
+    pub proto: Option<Slot>,
+    pub tcp_flags: Option<Slot>,
+    pub src_port: Option<Slot>,
+    pub dst_port: Option<Slot>,
+    pub in_if: Option<Slot>,
+    pub out_if: Option<Slot>,
+    pub sampler_id: Option<Slot>,
+    pub uptime_start: Option<Slot>,
+    pub uptime_end: Option<Slot>,
+    pub abs_start: Option<(Slot, TimeUnit)>,
+    pub abs_end: Option<(Slot, TimeUnit)>,
+    pub sys_init: Option<Slot>,
+    /// [`Target::SrcV4`], [`Target::DstV4`], [`Target::SrcV6`], [`Target::DstV6`] operations.
+    pub addrs: Box<[Op]>,
+    /// [`Target::RateInRecord`] operations.
+    pub rates: Box<[Op]>,
+}
+
+impl FixedPlan {
+    fn new(ops: &[Op]) -> Self {
+        let mut plan = FixedPlan::default();
+        let (mut addrs, mut rates) = (Vec::new(), Vec::new());
+        for op in ops {
+            let slot = Some(Slot {
+                offset: op.offset,
+                len: op.len,
+            });
+            match op.target {
+                Target::Bytes => plan.bytes = slot,
+                Target::Packets => plan.packets = slot,
+                Target::Proto => plan.proto = slot,
+                Target::TcpFlags => plan.tcp_flags = slot,
+                Target::SrcPort => plan.src_port = slot,
+                Target::DstPort => plan.dst_port = slot,
+                Target::InIf => plan.in_if = slot,
+                Target::OutIf => plan.out_if = slot,
+                Target::SamplerId => plan.sampler_id = slot,
+                Target::UptimeStart => plan.uptime_start = slot,
+                Target::UptimeEnd => plan.uptime_end = slot,
+                Target::AbsStart(unit) => plan.abs_start = slot.map(|s| (s, unit)),
+                Target::AbsEnd(unit) => plan.abs_end = slot.map(|s| (s, unit)),
+                Target::SysInit => plan.sys_init = slot,
+                Target::SrcV4 | Target::DstV4 | Target::SrcV6 | Target::DstV6 => addrs.push(*op),
+                Target::RateInRecord => rates.push(*op),
+                // Options targets: options records go through `ops`.
+                Target::OptInterval
+                | Target::OptPacketInterval
+                | Target::OptPacketSpace
+                | Target::OptSamplerId
+                | Target::OptSysInit => {}
+            }
+        }
+        plan.addrs = addrs.into_boxed_slice();
+        plan.rates = rates.into_boxed_slice();
+        plan
+    }
+}
+
 /// One field of a variable-length layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalkField {
@@ -333,9 +407,14 @@ pub struct WalkField {
 /// How the records of a template are laid out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shape {
-    /// Every record has `record_len` bytes; `ops` are the mapped fields in template order (the
-    /// decoder applies them in order, which gives "the last counter in the template wins").
-    Fixed { record_len: usize, ops: Box<[Op]> },
+    /// Every record has `record_len` bytes; `ops` are the mapped fields in template order
+    /// (applied in order, they give "the last counter in the template wins"); `plan` is the same
+    /// resolved per flow field, for data records.
+    Fixed {
+        record_len: usize,
+        ops: Box<[Op]>,
+        plan: Box<FixedPlan>,
+    },
     /// At least one variable-length field: records are walked field by field. `min_len` is the
     /// shortest possible record (1 byte per variable-length field): less than that at the end of
     /// a set is padding.
@@ -405,6 +484,7 @@ pub fn compile(
         }
         Shape::Fixed {
             record_len: offset,
+            plan: Box::new(FixedPlan::new(&ops)),
             ops: ops.into_boxed_slice(),
         }
     } else {
@@ -507,7 +587,10 @@ mod tests {
         };
         assert_eq!(t.fields[0].enterprise, Some(12345));
         let layout = compile(10, t, &DecoderLimits::default()).unwrap();
-        let Shape::Fixed { record_len, ops } = layout.shape else {
+        let Shape::Fixed {
+            record_len, ops, ..
+        } = layout.shape
+        else {
             panic!("fixed");
         };
         assert_eq!(record_len, 12);
