@@ -176,11 +176,20 @@ fn every_known_difference_is_real_and_flagged() {
             ],
         ),
         (
+            "IPFIX template set without a usable template",
+            // Template 256 announcing 5 fields, only 1 there.
+            vec![ipfix(
+                0,
+                &[set(2, &[0x01, 0x00, 0x00, 0x05, 0x00, 0x08, 0x00, 0x04])],
+            )],
+        ),
+        (
             "v9-style template set inside IPFIX",
             vec![ipfix(0, &[set(0, &template(256, BASIC)), set(256, &rec)])],
         ),
         (
-            "redefinition with an unusable template",
+            // A redefinition with an unusable template: the reference keeps the old one.
+            "data for a template the reference did not redefine",
             vec![
                 v9(0, &[set(0, &template(256, BASIC))]),
                 v9(0, &[set(0, &template(256, &[])), set(256, &rec)]),

@@ -28,6 +28,12 @@
 //!   RFC 7011 §8.1, so it withdraws nothing: the options template stays in use. (Data template
 //!   withdrawals are also left out of comparisons: it applies all withdrawals of a set before
 //!   its definitions, the new decoder goes in order.)
+//! - **An IPFIX template set without a usable template** (all cut short, refused or empty): it
+//!   fails to parse, and `netflow_parser` ends an IPFIX message at a set that fails with
+//!   `error == None`, so nothing is counted (the new decoder counts it as malformed, as both do
+//!   for v9).
+//! - **Templates with ids below 256.** It learns them and then decodes sets with those reserved
+//!   ids (v9 2-255, IPFIX 4-255) as data; the new decoder skips reserved sets.
 //! - **v9-style sets (ids 0 and 1) inside IPFIX.** It accepts them as templates; RFC 7011
 //!   reserves those set ids, and the new decoder skips them like any reserved set.
 //! - **Redefinition with an unusable template.** It keeps decoding with the old layout; the new
@@ -966,7 +972,12 @@ struct DiffTemplate {
     fields: usize,
     /// Why its data cannot be compared at all, if so.
     reason: Option<&'static str>,
+    /// The reference refused this redefinition and still has the previous template.
+    stale: bool,
 }
+
+const RESERVED_SET: &str = "reserved set id decoded as data";
+const IPFIX_BAD_TEMPLATE_SET: &str = "IPFIX template set without a usable template";
 
 /// Field values per message `netflow_parser` 1.0.6 decodes at most (its output budget); a set
 /// needing more fails whole.
@@ -1017,6 +1028,11 @@ impl KnownDifferences {
                 scope.learn(version, set_id, &set[4..], &limits)
             } else if set_id >= 256 {
                 scope.data(set_id, &set[4..])
+            } else if scope.templates.contains_key(&set_id) {
+                // The reference decodes a reserved set id with a template of that id (its
+                // options data may even feed its sampling state).
+                scope.poisoned = Some(RESERVED_SET);
+                Err(RESERVED_SET)
             } else {
                 Ok(())
             };
@@ -1044,6 +1060,7 @@ impl DiffScope {
         let mut verdict = Ok(());
         // The reference wrapper's own layout table stops at a template id below 256.
         let mut after_reserved = false;
+        let mut usable = false;
         for record in records {
             let spec = match record {
                 TemplateRecord::Define(spec) => spec,
@@ -1058,7 +1075,11 @@ impl DiffScope {
                 }
             };
             let layout = template::compile(version, &spec, limits).ok();
+            usable |= layout.is_some();
             let variable = spec.fields.iter().any(|f| f.len == VARIABLE_LENGTH);
+            // The reference keeps decoding an id it refuses to redefine with its old template:
+            // its data may then even feed the reference's sampling state.
+            let stale = self.templates.contains_key(&spec.id);
             let mut reason = None;
             if layout.is_none() && self.templates.contains_key(&spec.id) {
                 reason = Some("redefinition with an unusable template");
@@ -1072,35 +1093,63 @@ impl DiffScope {
                 reason = Some("v9 IE 95 of length 0");
             } else if after_reserved {
                 reason = Some("template after a reserved id in its set");
+            } else if layout.is_none() {
+                // Refused by both, but the wrapper's own layout table (which does not check
+                // limits) may still count a set of it as damaged on top of missing template.
+                reason = Some("data for a refused template");
             }
             after_reserved |= spec.id < 256;
-            if layout.is_none() && reason.is_none() {
-                continue;
-            }
             let fields = spec.fields.len();
+            let stale = stale && (layout.is_none() || (version == 9 && variable));
             self.templates.insert(
                 spec.id,
                 DiffTemplate {
                     layout,
                     fields,
                     reason,
+                    stale,
                 },
             );
             if self.templates.len() > limits.max_templates {
                 self.poisoned = Some("template cache bounds");
             }
         }
+        if version == 10 && !usable && self.poisoned.is_none() {
+            return Err(IPFIX_BAD_TEMPLATE_SET);
+        }
         verdict
     }
 
-    fn data(&self, set_id: u16, body: &[u8]) -> Result<(), &'static str> {
-        use super::template::Shape;
+    fn data(&mut self, set_id: u16, body: &[u8]) -> Result<(), &'static str> {
         let Some(t) = self.templates.get(&set_id) else {
             return Ok(());
         };
-        if let Some(reason) = t.reason {
-            return Err(reason);
+        if t.stale {
+            self.poisoned = Some("data for a template the reference did not redefine");
+            return Err("data for a template the reference did not redefine");
         }
+        let options = t
+            .layout
+            .as_ref()
+            .is_some_and(|l| l.kind == super::template::Kind::Options);
+        let verdict = match t.reason {
+            Some(reason) => Err(reason),
+            None => t.set_ok(body),
+        };
+        if let (Err(reason), true) = (verdict, options) {
+            // Options data one decoder used and the other did not: their sampling states may
+            // differ from now on.
+            self.poisoned = Some(reason);
+        }
+        verdict
+    }
+}
+
+impl DiffTemplate {
+    /// Whether the reference decodes this template's set `body` right.
+    fn set_ok(&self, body: &[u8]) -> Result<(), &'static str> {
+        use super::template::Shape;
+        let t = self;
         match t.layout.as_ref().map(|l| &l.shape) {
             Some(Shape::Fixed { record_len, .. }) => {
                 // The wrapper cuts fixed-length sets into pieces of 1024 records.
