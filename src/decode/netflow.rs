@@ -383,40 +383,9 @@ impl NetflowDecoder {
             return;
         }
         t.used = self.tick;
-        let walked = match (&t.layout.kind, &t.layout.shape) {
-            (
-                Kind::Data,
-                Shape::Fixed {
-                    record_len, plan, ..
-                },
-            ) => {
-                // `compile` guarantees records of at least one byte.
-                let records = body.chunks_exact((*record_len).max(1));
-                report.flows += records.len();
-                out.extend(records.map(|r| fixed_flow(plan, r, msg, sampling)));
-                Ok(())
-            }
-            (Kind::Data, _) => {
-                let before = out.len();
-                let mut sink = DataSink {
-                    msg,
-                    sampling,
-                    out,
-                    record: RecordValues::default(),
-                };
-                let walked = walk_records(&t.layout.shape, body, &mut sink);
-                report.flows += out.len() - before;
-                walked
-            }
-            (Kind::Options, _) => {
-                let mut sink = OptionsSink {
-                    sampling,
-                    max_samplers,
-                    record: OptionValues::default(),
-                };
-                walk_records(&t.layout.shape, body, &mut sink)
-            }
-        };
+        let before = out.len();
+        let walked = decode_records(&t.layout, body, msg, sampling, max_samplers, out);
+        report.flows += out.len() - before;
         if walked.is_err() {
             report.malformed += 1;
         }
@@ -475,6 +444,48 @@ impl NetflowDecoder {
             });
         }
         report.flows += count;
+    }
+}
+
+/// Decodes the records of one set with its template: data records into flows appended to
+/// `out`, options records into `sampling`.
+fn decode_records(
+    layout: &Layout,
+    body: &[u8],
+    msg: &Message,
+    sampling: &mut Sampling,
+    max_samplers: usize,
+    out: &mut Vec<Flow>,
+) -> Result<(), Damaged> {
+    match (layout.kind, &layout.shape) {
+        (
+            Kind::Data,
+            Shape::Fixed {
+                record_len, plan, ..
+            },
+        ) => {
+            // `compile` guarantees records of at least one byte.
+            let records = body.chunks_exact((*record_len).max(1));
+            out.extend(records.map(|r| fixed_flow(plan, r, msg, sampling)));
+            Ok(())
+        }
+        (Kind::Data, shape) => {
+            let mut sink = DataSink {
+                msg,
+                sampling,
+                out,
+                record: RecordValues::default(),
+            };
+            walk_records(shape, body, &mut sink)
+        }
+        (Kind::Options, shape) => {
+            let mut sink = OptionsSink {
+                sampling,
+                max_samplers,
+                record: OptionValues::default(),
+            };
+            walk_records(shape, body, &mut sink)
+        }
     }
 }
 

@@ -144,6 +144,22 @@ enum Expect {
     Damaged,
 }
 
+/// Cuts a set body into what the parser is handed, with what each piece holds by our count.
+fn pieces<'b>(layout: Option<&Layout>, body: &'b [u8]) -> Vec<(&'b [u8], Expect)> {
+    match layout {
+        Some(Layout::Fixed(len)) if body.len() > len * PARSER_MAX_RECORDS_PER_SET => body
+            .chunks(len * PARSER_MAX_RECORDS_PER_SET)
+            .map(|c| (c, Expect::Records(c.len() / len)))
+            .collect(),
+        Some(l) => match l.count(body) {
+            // A record that runs past its set: damage, whatever the parser makes of it.
+            (_, true) => vec![(body, Expect::Damaged)],
+            (records, false) => vec![(body, Expect::Records(records))],
+        },
+        None => vec![(body, Expect::Unknown)],
+    }
+}
+
 /// Data and options records the parser returned in `packet`.
 fn records_in(packet: &NetflowPacket) -> usize {
     match packet {
@@ -350,18 +366,7 @@ impl NetflowParserDecoder {
                 .scopes
                 .get(&scope_key)
                 .and_then(|s| s.layouts.get(&set_id));
-            let pieces: Vec<(&[u8], Expect)> = match layout {
-                Some(Layout::Fixed(len)) if body.len() > len * PARSER_MAX_RECORDS_PER_SET => body
-                    .chunks(len * PARSER_MAX_RECORDS_PER_SET)
-                    .map(|c| (c, Expect::Records(c.len() / len)))
-                    .collect(),
-                Some(l) => match l.count(body) {
-                    // A record that runs past its set: damage, whatever the parser makes of it.
-                    (_, true) => vec![(body, Expect::Damaged)],
-                    (records, false) => vec![(body, Expect::Records(records))],
-                },
-                None => vec![(body, Expect::Unknown)],
-            };
+            let pieces = pieces(layout, body);
             let input = SetInput {
                 exporter,
                 header,
@@ -1080,24 +1085,17 @@ impl DiffScope {
             // The reference keeps decoding an id it refuses to redefine with its old template:
             // its data may then even feed the reference's sampling state.
             let stale = self.templates.contains_key(&spec.id);
-            let mut reason = None;
-            if layout.is_none() && self.templates.contains_key(&spec.id) {
-                reason = Some("redefinition with an unusable template");
+            let reason = if layout.is_none() && self.templates.contains_key(&spec.id) {
+                Some("redefinition with an unusable template")
             } else if version == 9 && variable && layout.is_some() {
                 // Refused whole by the reference: the template set's counts differ too.
-                reason = Some("v9 variable-length template");
                 verdict = Err("v9 variable-length template");
-            } else if layout.as_ref().is_some_and(has_wide_integer) {
-                reason = Some("integer wider than 8 bytes");
-            } else if version == 9 && spec.fields.iter().any(|f| f.ie == 95 && f.len == 0) {
-                reason = Some("v9 IE 95 of length 0");
+                Some("v9 variable-length template")
             } else if after_reserved {
-                reason = Some("template after a reserved id in its set");
-            } else if layout.is_none() {
-                // Refused by both, but the wrapper's own layout table (which does not check
-                // limits) may still count a set of it as damaged on top of missing template.
-                reason = Some("data for a refused template");
-            }
+                Some("template after a reserved id in its set")
+            } else {
+                template_reason(version, &spec, layout.as_ref())
+            };
             after_reserved |= spec.id < 256;
             let fields = spec.fields.len();
             let stale = stale && (layout.is_none() || (version == 9 && variable));
@@ -1162,6 +1160,24 @@ impl DiffTemplate {
             Some(Shape::Variable { fields, min_len }) => variable_set_ok(fields, *min_len, body),
             None => Ok(()),
         }
+    }
+}
+
+/// Why the reference cannot be compared on a template's data, judging by the template alone.
+fn template_reason(
+    version: u16,
+    spec: &super::template::TemplateSpec,
+    layout: Option<&super::template::Layout>,
+) -> Option<&'static str> {
+    match layout {
+        Some(l) if has_wide_integer(l) => Some("integer wider than 8 bytes"),
+        _ if version == 9 && spec.fields.iter().any(|f| f.ie == 95 && f.len == 0) => {
+            Some("v9 IE 95 of length 0")
+        }
+        // Refused by both, but the wrapper's own layout table (which does not check limits) may
+        // still count a set of it as damaged on top of missing template.
+        None => Some("data for a refused template"),
+        Some(_) => None,
     }
 }
 

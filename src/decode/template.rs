@@ -467,42 +467,46 @@ pub fn compile(
         // A record of 0 bytes would never advance: refuse it rather than loop.
         return Err(Rejected::Malformed);
     }
+    Ok(Layout {
+        kind: spec.kind,
+        shape: shape(version, spec, fixed_bytes + variable, variable > 0),
+    })
+}
+
+/// The layout of a checked template whose shortest record has `min_len` bytes.
+fn shape(version: u16, spec: &TemplateSpec, min_len: usize, variable: bool) -> Shape {
     let target = |f: &FieldSpec| field_target(version, spec.kind, f);
-    let shape = if variable == 0 {
-        let mut offset = 0;
-        let mut ops = Vec::new();
-        for f in fields {
-            let len = usize::from(f.len);
-            if let Some(target) = target(f) {
-                ops.push(Op {
-                    offset,
-                    len,
-                    target,
-                });
-            }
-            offset += len;
-        }
-        Shape::Fixed {
-            record_len: offset,
-            plan: Box::new(FixedPlan::new(&ops)),
-            ops: ops.into_boxed_slice(),
-        }
-    } else {
-        Shape::Variable {
-            fields: fields
+    if variable {
+        return Shape::Variable {
+            fields: spec
+                .fields
                 .iter()
                 .map(|f| WalkField {
                     len: f.len,
                     target: target(f),
                 })
                 .collect(),
-            min_len: fixed_bytes + variable,
+            min_len,
+        };
+    }
+    let mut offset = 0;
+    let mut ops = Vec::new();
+    for f in &spec.fields {
+        let len = usize::from(f.len);
+        if let Some(target) = target(f) {
+            ops.push(Op {
+                offset,
+                len,
+                target,
+            });
         }
-    };
-    Ok(Layout {
-        kind: spec.kind,
-        shape,
-    })
+        offset += len;
+    }
+    Shape::Fixed {
+        record_len: offset,
+        plan: Box::new(FixedPlan::new(&ops)),
+        ops: ops.into_boxed_slice(),
+    }
 }
 
 /// What a field of a template feeds, if anything. Enterprise fields are never IANA elements; v9
