@@ -144,6 +144,24 @@ enum Expect {
     Damaged,
 }
 
+/// (header length, end of the message) of a v9 or IPFIX datagram; `None` when it cannot hold one.
+fn message_bounds(datagram: &[u8], report: &mut DatagramReport) -> Option<(usize, usize)> {
+    if report.version == 9 {
+        return Some((20, datagram.len()));
+    }
+    // IPFIX: the header's length bounds the message; a datagram shorter than it is truncated
+    // (decode the complete sets, count the loss).
+    let declared = usize::from(be16(datagram, 2).unwrap_or(0));
+    if declared < 16 {
+        report.malformed += 1;
+        return None;
+    }
+    if declared > datagram.len() {
+        report.malformed += 1;
+    }
+    Some((16, declared.min(datagram.len())))
+}
+
 /// Cuts a set body into what the parser is handed, with what each piece holds by our count.
 fn pieces<'b>(layout: Option<&Layout>, body: &'b [u8]) -> Vec<(&'b [u8], Expect)> {
     match layout {
@@ -313,20 +331,8 @@ impl NetflowParserDecoder {
         report: &mut DatagramReport,
     ) {
         let version = report.version;
-        let (header_len, end) = if version == 9 {
-            (20, datagram.len())
-        } else {
-            // IPFIX: the header's length bounds the message; a datagram shorter than it is
-            // truncated (decode the complete sets, count the loss).
-            let declared = usize::from(be16(datagram, 2).unwrap_or(0));
-            if declared < 16 {
-                report.malformed += 1;
-                return;
-            }
-            if declared > datagram.len() {
-                report.malformed += 1;
-            }
-            (16, declared.min(datagram.len()))
+        let Some((header_len, end)) = message_bounds(datagram, report) else {
+            return;
         };
         let Some(header) = datagram.get(..header_len) else {
             report.malformed += 1;
