@@ -829,3 +829,27 @@ fn template_limits_evict_the_least_recently_used_and_prune_forgets_scopes() {
     assert_eq!(d.prune_idle(Duration::ZERO), 1);
     assert!(d.templates_per_exporter().is_empty());
 }
+
+#[test]
+fn a_template_older_than_its_ttl_is_forgotten() {
+    let mut d = NetflowDecoder::new(DecoderLimits {
+        template_ttl: Duration::from_millis(1),
+        ..DecoderLimits::default()
+    });
+    let data = set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1));
+    // Template and data in one datagram: the template is fresh.
+    let (flows, _) = decode(
+        &mut d,
+        EXPORTER_A,
+        &v9(0, &[set(0, &template(256, BASIC)), data.clone()]),
+    );
+    assert_eq!(flows.len(), 1);
+    std::thread::sleep(Duration::from_millis(5));
+    let (flows, report) = decode(&mut d, EXPORTER_A, &v9(0, &[data]));
+    assert!(flows.is_empty());
+    assert_eq!(report.missing_template, 1);
+    assert_eq!(
+        d.templates_per_exporter(),
+        [("192.0.2.1".parse().unwrap(), 0)]
+    );
+}
