@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use goflow2_exporter::Clock;
 use goflow2_exporter::aggregate::{AggregatorConfig, Publisher};
-use goflow2_exporter::decode::netflow::{DecoderLimits, NetflowParserDecoder};
+use goflow2_exporter::decode::netflow::{DecoderLimits, NetflowDecoder};
 use goflow2_exporter::input::datagram::{DatagramPipeline, PipelineConfig};
 use goflow2_exporter::input::stdin;
 use goflow2_exporter::telemetry::Registry;
@@ -175,7 +175,7 @@ fn main() {
     let decoded = match path.as_str() {
         "native" => {
             let mut pipeline = DatagramPipeline::new(
-                Arc::new(|| Box::new(NetflowParserDecoder::new(DecoderLimits::default()))),
+                Arc::new(|| Box::new(NetflowDecoder::new(DecoderLimits::default()))),
                 PipelineConfig {
                     allowed_exporters: Vec::new(),
                     exporter_idle: std::time::Duration::from_secs(3600),

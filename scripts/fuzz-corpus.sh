@@ -9,6 +9,7 @@
 #                  format (see fuzz/fuzz_targets/datagram.rs): "#DG#"-separated pieces, the
 #                  first one configuration, then [control byte][payload] per datagram. Each seed
 #                  starts with the exporter's latest template datagram so data sets decode.
+#   decoder_diff   the same seeds as datagram (same input format)
 #   capture        the capture files (cut to their first records when large) and variants of
 #                  them: big-endian, nanosecond, raw-IP / SLL / loopback link types, pcapng.
 #
@@ -19,7 +20,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/fuzz/corpus}"
 shared="$root/../shared"
-mkdir -p "$out"/{json_line,line_splitter,datagram,capture}
+mkdir -p "$out"/{json_line,line_splitter,datagram,decoder_diff,capture}
 
 python3 - "$root" "$shared" "$out" <<'PY'
 import glob, hashlib, os, struct, sys
@@ -201,6 +202,7 @@ for path in pcaps:
         # Bit 4 on every datagram: check templates_per_exporter() after it.
         pieces = [(0x10 | idx, p) for idx, p in seed]
         put("datagram", frame_seed(0, pieces))
+        put("decoder_diff", frame_seed(0, pieces))
         if n == 0:
             put("datagram", frame_seed(1, pieces))  # tiny limits
             put("datagram", frame_seed(2, pieces))  # determinism check
@@ -300,8 +302,26 @@ for n, path in enumerate(pcaps):
     put("capture", pcapng_file("<", 113, relink(few, 113), tsresol=0x86, spb=True))
     put("capture", pcapng_file("<", 1, few) + pcapng_file(">", 101, relink(few, 101)))
 
+# decoder_diff: variable-length fields (which no capture here has): an IPFIX template 256 with
+# src (4), interfaceName (IE 82, variable) and bytes (4), and a v9 (H3C-style) one, then data
+# with short, long-form and zero-length values.
+def varlen_seeds():
+    tmpl = struct.pack(">HH", 256, 3) + struct.pack(">HHHHHH", 8, 4, 82, 0xFFFF, 1, 4)
+    recs = (bytes([10, 0, 0, 1, 2]) + b"e1" + struct.pack(">I", 7)
+            + bytes([10, 0, 0, 2, 255, 0, 3]) + b"ge1" + struct.pack(">I", 8)
+            + bytes([10, 0, 0, 3, 0]) + struct.pack(">I", 9))
+    sets = struct.pack(">HH", 2, 4 + len(tmpl)) + tmpl + struct.pack(">HH", 256, 4 + len(recs)) + recs
+    ipfix = struct.pack(">HHIII", 10, 16 + len(sets), 1700000000, 1, 0) + sets
+    v9sets = struct.pack(">HH", 0, 4 + len(tmpl)) + tmpl + struct.pack(">HH", 256, 4 + len(recs)) + recs
+    v9 = struct.pack(">HHIIII", 9, 2, 10000, 1700000000, 1, 0) + v9sets
+    return [ipfix, v9]
+
+
+for d in varlen_seeds():
+    put("decoder_diff", frame_seed(0, [(0, d)]))
+
 print(
     "fuzz-corpus: seeds written to %s: %s"
-    % (out, ", ".join("%s %d" % (t, counts.get(t, 0)) for t in ("json_line", "line_splitter", "datagram", "capture")))
+    % (out, ", ".join("%s %d" % (t, counts.get(t, 0)) for t in ("json_line", "line_splitter", "datagram", "decoder_diff", "capture")))
 )
 PY

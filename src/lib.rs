@@ -54,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::aggregate::{AggregatorConfig, Publisher};
-use crate::decode::netflow::{DecoderLimits, NetflowParserDecoder};
+use crate::decode::netflow::{DecoderLimits, NetflowDecoder};
 use crate::input::datagram::{DatagramPipeline, DecoderFactory, PipelineConfig};
 use crate::input::replay::Capture;
 use crate::input::stdin::StdinSummary;
@@ -212,7 +212,7 @@ fn start_publisher(
 /// The decoder every datagram input uses.
 fn decoder_factory(config: &Config) -> DecoderFactory {
     let limits = config.decoder;
-    Arc::new(move || Box::new(NetflowParserDecoder::new(limits)))
+    Arc::new(move || Box::new(NetflowDecoder::new(limits)))
 }
 
 /// A datagram pipeline for one input: its own decoder and its own accumulator.

@@ -5,6 +5,11 @@
 
 pub mod goflow_json;
 pub mod netflow;
+pub mod reference;
+pub mod template;
+
+#[cfg(test)]
+mod differential_tests;
 
 /// Why an input could not be turned into flows: the closed set of `error_type` label values of
 /// `goflow_parse_errors_total`. Every value is created at 0 on start-up, so alerts see the series

@@ -1,35 +1,37 @@
-//! NetFlow v5 / v9 / IPFIX datagrams → [`Flow`] records.
+//! NetFlow v5 / v9 / IPFIX datagrams → [`Flow`] records: the [`DatagramDecoder`] trait and its
+//! product implementation, [`NetflowDecoder`].
 //!
-//! Owns everything between "these bytes came from that exporter" and flow records: the template
-//! caches (inside `netflow_parser`), the sampling engine's per-exporter state, the mapping of
-//! information elements to the flow record (as goflow2 maps them) and flow times. It does no
-//! I/O and writes no metrics: the UDP and replay inputs call [`DatagramDecoder::decode`] and count
-//! what it reports.
+//! Owns everything between "these bytes came from that exporter" and flow records: exporter
+//! scopes and their compiled templates, the sampling state learned from options data, the set
+//! walk, the conversion of field values (as goflow2 maps them) and flow times. It does no I/O and
+//! writes no metrics: the UDP and replay inputs call [`DatagramDecoder::decode`] and count what it
+//! reports. Template records and layouts are [`super::template`]'s; the `netflow_parser` based
+//! decoder it replaced is kept as a test oracle in [`super::reference`].
 //!
 //! Decisions:
-//! - The rest of the program sees only the [`DatagramDecoder`] trait, so the `netflow_parser`
-//!   based implementation can be replaced (e.g. by a zero-allocation decoder) without touching
-//!   inputs or aggregation.
-//! - `netflow_parser` 1.0.6 loses a whole v9 datagram when one set fails to parse, and ends an
-//!   IPFIX message silently at the first bad set. We therefore walk the set headers ourselves and
-//!   hand the parser one set at a time (behind a copy of the message header): a bad or unknown set
-//!   costs only itself, a zero-filled tail stops the walk cleanly, and every loss is counted.
-//! - Bounded memory against spoofed sources: caps on exporters (LRU), templates per exporter,
-//!   fields per template and template size; idle exporters are pruned on a timer.
+//! - The rest of the program sees only the [`DatagramDecoder`] trait.
+//! - Zero allocation per record and per set once templates are known: a template is compiled
+//!   once into a layout (offsets for fixed-length templates, a field walk for variable-length
+//!   ones), looked up once per set, and records are read in place from the datagram. The clock
+//!   is read once per v9/IPFIX datagram (scope idleness, template TTL), never per record.
+//! - Per-set loss accounting: a bad or unknown set costs only itself (one `malformed` or one
+//!   `missing_template`), a zero-filled tail stops the walk cleanly, a record running past its
+//!   set is `malformed` (the records before it count).
+//! - Bounded memory against spoofed sources: caps on exporter scopes (least recently seen
+//!   evicted), templates per scope (least recently used evicted), fields per template, template
+//!   size and samplers per scope; idle scopes are pruned on a timer. A datagram without templates
+//!   creates no state at all.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use netflow_parser::variable_versions::field_value::DurationValue;
-use netflow_parser::variable_versions::ipfix::FlowSetBody as IpfixBody;
-use netflow_parser::variable_versions::ipfix::lookup::{IANAIPFixField, IPFixField};
-use netflow_parser::variable_versions::v9::FlowSetBody as V9Body;
-use netflow_parser::{
-    AutoScopedParser, DataNumber, FieldValue, NetflowPacket, NetflowParser, TtlConfig, V9Field,
-};
+use hashbrown::HashMap;
 
 use super::ErrorType;
+use super::template::{
+    self, Damaged, FixedPlan, Kind, Layout, Shape, Slot, Target, TemplateRecord, TemplateRecords,
+    TimeUnit,
+};
 use crate::flow::{Flow, FlowType, unmap_v4};
 
 /// What decoding one datagram went through, for the caller's counters.
@@ -83,7 +85,8 @@ pub trait DatagramDecoder: Send {
 pub struct DecoderLimits {
     /// Exporter scopes (address:port × version × source id / domain) with template caches.
     pub max_exporters: usize,
-    /// Templates per cache (v9 keeps 2 caches per scope, IPFIX 4).
+    /// Templates per exporter scope, data and options templates together (the reference decoder
+    /// applies it per template kind instead: 2 caches per v9 scope, 4 per IPFIX scope).
     pub max_templates: usize,
     pub max_fields_per_template: usize,
     pub max_template_bytes: usize,
@@ -109,220 +112,158 @@ impl Default for DecoderLimits {
     }
 }
 
-/// Sampling and time state learned from options data, per exporter scope.
-#[derive(Debug, Default)]
-struct ScopeState {
-    /// Rate from the most recent options record (any sampler).
-    last_rate: u64,
-    /// Rates by sampler id (IE 48 / 302 in options data).
-    by_sampler: HashMap<u64, u64>,
-    /// systemInitTimeMilliseconds (IE 160) from options data (softflowd sends it there).
-    sys_init_ms: Option<u64>,
-    /// Field lengths of each (options) template, to count the records of a set ourselves (see
-    /// `decode_sets`).
-    layouts: HashMap<u16, Layout>,
-    last_seen: Option<Instant>,
-}
-
-/// A template's record layout, as far as counting records needs it.
-#[derive(Debug)]
-enum Layout {
-    /// Every record has this many bytes.
-    Fixed(usize),
-    /// Field lengths, 0xFFFF for a variable-length field (1- or 3-byte length prefix).
-    Variable(Vec<u16>),
-}
-
-impl Layout {
-    /// How many whole records `body` holds (what a correct parser must return), and whether a
-    /// record starts but does not fit (damage, not padding).
-    fn count(&self, body: &[u8]) -> (usize, bool) {
-        match self {
-            Layout::Fixed(len) => (body.len() / len, false),
-            Layout::Variable(fields) => {
-                let min: usize = fields
-                    .iter()
-                    .map(|&l| if l == 0xFFFF { 1 } else { usize::from(l) })
-                    .sum();
-                let (mut pos, mut records) = (0usize, 0usize);
-                while body.len() - pos >= min.max(1) {
-                    let mut p = pos;
-                    for &l in fields {
-                        let len = if l == 0xFFFF {
-                            let Some(&short) = body.get(p) else {
-                                return (records, true);
-                            };
-                            p += 1;
-                            if short == 255 {
-                                let Some(long) = be16(body, p) else {
-                                    return (records, true);
-                                };
-                                p += 2;
-                                usize::from(long)
-                            } else {
-                                usize::from(short)
-                            }
-                        } else {
-                            usize::from(l)
-                        };
-                        p += len;
-                    }
-                    if p > body.len() {
-                        return (records, true);
-                    }
-                    if p == pos {
-                        break;
-                    }
-                    pos = p;
-                    records += 1;
-                }
-                (records, false)
-            }
-        }
-    }
-}
-
-/// What a set holds, by our own count.
-#[derive(Debug, Clone, Copy)]
-enum Expect {
-    /// No layout known (e.g. data before its template).
-    Unknown,
-    Records(usize),
-    /// A record runs past the end of the set.
-    Damaged,
-}
-
-/// Data and options records the parser returned in `packet`.
-fn records_in(packet: &NetflowPacket) -> usize {
-    match packet {
-        NetflowPacket::V9(v9) => v9
-            .flowsets
-            .iter()
-            .map(|fs| match &fs.body {
-                V9Body::Data(d) => d.fields.len(),
-                V9Body::OptionsData(o) => o.fields.len(),
-                _ => 0,
-            })
-            .sum(),
-        NetflowPacket::IPFix(ipfix) => ipfix
-            .flowsets
-            .iter()
-            .map(|fs| match &fs.body {
-                IpfixBody::Data(d) => d.fields.len(),
-                IpfixBody::OptionsData(o) => o.fields.len(),
-                IpfixBody::V9Data(d) => d.fields.len(),
-                IpfixBody::V9OptionsData(o) => o.fields.len(),
-                _ => 0,
-            })
-            .sum(),
-        _ => 0,
-    }
-}
-
-/// Scope of options state: (exporter, version, source id / observation domain).
+/// Scope of templates and options state: (exporter, version, source id / observation domain).
 type ScopeKey = (SocketAddr, u16, u32);
 
-/// [`DatagramDecoder`] on top of `netflow_parser`'s per-source template caches.
-pub struct NetflowParserDecoder {
-    parser: AutoScopedParser,
-    limits: DecoderLimits,
-    scopes: HashMap<ScopeKey, ScopeState>,
-    /// Reused buffer holding "message header + one set" for the parser.
-    scratch: Vec<u8>,
+/// A compiled template and its bookkeeping.
+struct Template {
+    layout: Layout,
+    /// When it was last (re)defined: templates not refreshed within the TTL are dropped.
+    learned: Instant,
+    /// The decoder's datagram counter when it was last used: the least recently used template is
+    /// evicted when a scope is full.
+    used: u64,
 }
 
-impl NetflowParserDecoder {
+/// Sampling and time facts learned from options data.
+#[derive(Debug, Default)]
+struct Sampling {
+    /// Rate from the most recent options record (any sampler).
+    last_rate: u64,
+    /// Rates by sampler id (IE 48 / 302 in options data). A short list, scanned linearly:
+    /// exporters run one to a few samplers, and a scan of a few entries beats hashing per record.
+    by_sampler: Vec<(u64, u64)>,
+    /// systemInitTimeMilliseconds (IE 160) from options data (softflowd sends it there).
+    sys_init_ms: Option<u64>,
+}
+
+impl Sampling {
+    fn rate_of(&self, sampler_id: u64) -> Option<u64> {
+        self.by_sampler
+            .iter()
+            .find(|(id, _)| *id == sampler_id)
+            .map(|(_, rate)| *rate)
+    }
+}
+
+/// One exporter scope: its templates and options state.
+struct Scope {
+    templates: HashMap<u16, Template>,
+    sampling: Sampling,
+    last_seen: Instant,
+}
+
+/// What every set and record of one v9/IPFIX message shares.
+struct Message {
+    version: u16,
+    key: ScopeKey,
+    /// The flow fields every record of the message starts from (type, sampler, domain, receive
+    /// time).
+    base: Flow,
+    /// Export time of the message, Unix ms, and in ns (computed once per message).
+    export_ms: i128,
+    export_ns: u64,
+    /// v9 header sysUptime (ms); IPFIX has none.
+    sys_uptime_ms: Option<i128>,
+    now: Instant,
+}
+
+/// The product [`DatagramDecoder`]: hand-written, compiled templates, no allocation per record.
+pub struct NetflowDecoder {
+    limits: DecoderLimits,
+    scopes: HashMap<ScopeKey, Scope>,
+    /// Datagrams decoded so far: the clock of template LRU eviction (no clock read needed).
+    tick: u64,
+}
+
+impl NetflowDecoder {
     pub fn new(limits: DecoderLimits) -> Self {
-        let parser = NetflowParser::builder()
-            .with_cache_size(limits.max_templates.max(1))
-            .with_max_field_count(limits.max_fields_per_template.max(1))
-            .with_max_template_total_size(limits.max_template_bytes.max(4))
-            .with_ttl(TtlConfig::new(
-                limits.template_ttl.max(Duration::from_secs(1)),
-            ))
-            .try_multi_source()
-            .and_then(|p| p.with_max_sources(limits.max_exporters.max(1)))
-            .expect("limits are clamped to valid values");
-        NetflowParserDecoder {
-            parser,
+        NetflowDecoder {
             limits,
             scopes: HashMap::new(),
-            scratch: Vec::with_capacity(65_535),
+            tick: 0,
         }
     }
 
-    fn scope(&mut self, key: ScopeKey) -> &mut ScopeState {
-        if !self.scopes.contains_key(&key) && self.scopes.len() >= self.limits.max_exporters {
-            // Same bound as the parser's sources: drop the least recently seen scope.
-            if let Some(oldest) = self
+    /// The scope of `msg`, created if needed; the least recently seen scope makes room.
+    fn scope_or_insert(&mut self, msg: &Message) -> &mut Scope {
+        if !self.scopes.contains_key(&msg.key)
+            && self.scopes.len() >= self.limits.max_exporters.max(1)
+            && let Some(oldest) = self
                 .scopes
                 .iter()
                 .min_by_key(|(_, s)| s.last_seen)
                 .map(|(k, _)| *k)
-            {
-                self.scopes.remove(&oldest);
-            }
+        {
+            self.scopes.remove(&oldest);
         }
-        let s = self.scopes.entry(key).or_default();
-        s.last_seen = Some(Instant::now());
-        s
+        self.scopes.entry(msg.key).or_insert_with(|| Scope {
+            templates: HashMap::new(),
+            sampling: Sampling::default(),
+            last_seen: msg.now,
+        })
     }
 
-    fn decode_v5(
-        &mut self,
+    /// Reads a v9 (20 bytes) or IPFIX (16 bytes) header; returns the message facts and the bytes
+    /// holding its sets.
+    fn header<'d>(
         exporter: SocketAddr,
-        datagram: &[u8],
+        datagram: &'d [u8],
         received_ns: u64,
-        out: &mut Vec<Flow>,
         report: &mut DatagramReport,
-    ) {
-        // 24-byte header, 48-byte records. Bytes after `count` records would be parsed as another
-        // packet by the crate and reported as a bogus error: cut them off.
-        let count = usize::from(be16(datagram, 2).unwrap_or(0));
-        let need = 24 + 48 * count;
-        if count == 0 || datagram.len() < need {
-            report.malformed += 1;
-            return;
-        }
-        let result = self.parser.parse_from_source(exporter, &datagram[..need]);
-        if result.error.is_some() {
-            report.malformed += 1;
-        }
-        let sampler = Some(unmap_v4(exporter.ip()));
-        for packet in &result.packets {
-            let NetflowPacket::V5(v5) = packet else {
-                continue;
-            };
-            let h = &v5.header;
-            let rate = u64::from(h.sampling_interval & 0x3FFF);
-            let export_ms = i128::from(h.unix_secs) * 1000 + i128::from(h.unix_nsecs / 1_000_000);
-            let uptime = i128::from(h.sys_up_time);
-            // Signed arithmetic: a first/last after sysUptime (clock skew) lands slightly in the
-            // future instead of ~49.7 days in the past as with u32 wrap-around.
-            let at = |switched: u32| ms_to_ns(export_ms - (uptime - i128::from(switched)));
-            for r in &v5.flowsets {
-                out.push(Flow {
-                    flow_type: FlowType::NetflowV5,
-                    sampler,
-                    src_addr: Some(IpAddr::V4(r.src_addr)),
-                    dst_addr: Some(IpAddr::V4(r.dst_addr)),
-                    proto: Some(r.protocol_number),
-                    src_port: r.src_port,
-                    dst_port: r.dst_port,
-                    bytes: u64::from(r.d_octets),
-                    packets: u64::from(r.d_pkts),
-                    sampling_rate: rate,
-                    time_flow_start_ns: at(r.first),
-                    time_flow_end_ns: at(r.last),
-                    time_received_ns: received_ns,
-                    in_if: u32::from(r.input),
-                    out_if: u32::from(r.output),
-                    tcp_flags: u16::from(r.tcp_flags),
-                    observation_domain: 0,
-                });
-                report.flows += 1;
+    ) -> Option<(Message, &'d [u8])> {
+        let version = report.version;
+        let (header_len, end) = if version == 9 {
+            (20, datagram.len())
+        } else {
+            // IPFIX: the header's length bounds the message; a datagram shorter than it is
+            // truncated (decode the complete sets, count the loss).
+            let declared = usize::from(be16(datagram, 2).unwrap_or(0));
+            if declared < 16 {
+                report.malformed += 1;
+                return None;
             }
-        }
+            if declared > datagram.len() {
+                report.malformed += 1;
+            }
+            (16, declared.min(datagram.len()))
+        };
+        let Some(sets) = datagram.get(header_len..end) else {
+            report.malformed += 1;
+            return None;
+        };
+        let (flow_type, domain, export_s, sys_uptime_ms) = if version == 9 {
+            let uptime = be32(datagram, 4).unwrap_or(0);
+            let secs = be32(datagram, 8).unwrap_or(0);
+            let source_id = be32(datagram, 16).unwrap_or(0);
+            (
+                FlowType::NetflowV9,
+                source_id,
+                secs,
+                Some(i128::from(uptime)),
+            )
+        } else {
+            let secs = be32(datagram, 4).unwrap_or(0);
+            let domain = be32(datagram, 12).unwrap_or(0);
+            (FlowType::Ipfix, domain, secs, None)
+        };
+        let base = Flow {
+            flow_type,
+            sampler: Some(unmap_v4(exporter.ip())),
+            time_received_ns: received_ns,
+            observation_domain: domain,
+            ..Flow::default()
+        };
+        let msg = Message {
+            version,
+            key: (exporter, version, domain),
+            base,
+            export_ms: i128::from(export_s) * 1000,
+            export_ns: ms_to_ns(i128::from(export_s) * 1000),
+            sys_uptime_ms,
+            now: Instant::now(),
+        };
+        Some((msg, sets))
     }
 
     /// Decodes a v9 or IPFIX message set by set.
@@ -334,31 +275,14 @@ impl NetflowParserDecoder {
         out: &mut Vec<Flow>,
         report: &mut DatagramReport,
     ) {
-        let version = report.version;
-        let (header_len, end) = if version == 9 {
-            (20, datagram.len())
-        } else {
-            // IPFIX: the header's length bounds the message; a datagram shorter than it is
-            // truncated (decode the complete sets, count the loss).
-            let declared = usize::from(be16(datagram, 2).unwrap_or(0));
-            if declared < 16 {
-                report.malformed += 1;
-                return;
-            }
-            if declared > datagram.len() {
-                report.malformed += 1;
-            }
-            (16, declared.min(datagram.len()))
-        };
-        let Some(header) = datagram.get(..header_len) else {
-            report.malformed += 1;
+        let Some((msg, mut rest)) = Self::header(exporter, datagram, received_ns, report) else {
             return;
         };
-        let domain = be32(datagram, if version == 9 { 16 } else { 12 }).unwrap_or(0);
-        let scope_key: ScopeKey = (exporter, version, domain);
-        let mut offset = header_len;
-        while offset < end {
-            let rest = &datagram[offset..end];
+        self.tick += 1;
+        if let Some(scope) = self.scopes.get_mut(&msg.key) {
+            scope.last_seen = msg.now;
+        }
+        while !rest.is_empty() {
             let set_len = be16(rest, 2).map_or(0, usize::from);
             if rest.len() < 4 || set_len < 4 {
                 // A zero-filled tail (seen from exporters padding to a fixed size) ends the
@@ -372,301 +296,375 @@ impl NetflowParserDecoder {
                 report.malformed += 1;
                 break;
             }
-            let set = &rest[..set_len];
-            offset += set_len;
+            let (set, tail) = rest.split_at(set_len);
+            rest = tail;
             let set_id = be16(set, 0).unwrap_or(0);
             let body = &set[4..];
-            if is_template_set(version, set_id) {
-                self.learn_layouts(scope_key, version, set_id, body);
+            if template::template_set_kind(msg.version, set_id).is_some() {
+                self.learn(&msg, set_id, body, report);
+            } else if set_id >= 256 {
+                self.data_set(&msg, set_id, body, out, report);
             }
-            // netflow_parser 1.0.6 stops at 1024 records per set without a word, whatever it is
-            // configured to (some of its parse paths use the default constant), and drops the
-            // rest of a set after a zero-length variable-length value. Knowing the layout, we cut
-            // large fixed-length sets into pieces it decodes whole, and count what it returns
-            // against what the set holds, so any loss is counted, never silent.
-            let layout = self
-                .scopes
-                .get(&scope_key)
-                .and_then(|s| s.layouts.get(&set_id));
-            let pieces: Vec<(&[u8], Expect)> = match layout {
-                Some(Layout::Fixed(len)) if body.len() > len * PARSER_MAX_RECORDS_PER_SET => body
-                    .chunks(len * PARSER_MAX_RECORDS_PER_SET)
-                    .map(|c| (c, Expect::Records(c.len() / len)))
-                    .collect(),
-                Some(l) => match l.count(body) {
-                    // A record that runs past its set: damage, whatever the parser makes of it.
-                    (_, true) => vec![(body, Expect::Damaged)],
-                    (records, false) => vec![(body, Expect::Records(records))],
-                },
-                None => vec![(body, Expect::Unknown)],
-            };
-            for (piece, expected) in pieces {
-                self.parse_set(
-                    exporter,
-                    header,
-                    set_id,
-                    piece,
-                    expected,
-                    received_ns,
-                    scope_key,
-                    out,
-                    report,
-                );
-            }
+            // Other set ids are reserved (v9 2-255, IPFIX 0-1 and 4-255): skipped, not errors.
         }
     }
 
-    /// Hands the parser one set (`set_id`, `body`) behind a copy of the message header and maps
-    /// what comes back.
-    #[allow(clippy::too_many_arguments)]
-    fn parse_set(
+    /// Learns (or withdraws) the templates of one template set. The set is malformed when it
+    /// yields no usable template and withdraws nothing.
+    fn learn(&mut self, msg: &Message, set_id: u16, body: &[u8], report: &mut DatagramReport) {
+        let Some(records) = TemplateRecords::new(msg.version, set_id, body) else {
+            return;
+        };
+        let limits = self.limits;
+        let tick = self.tick;
+        let scope = self.scope_or_insert(msg);
+        let (mut usable, mut withdrawn) = (0usize, false);
+        for record in records {
+            match record {
+                TemplateRecord::Define(spec) => {
+                    match template::compile(msg.version, &spec, &limits) {
+                        Ok(layout) => {
+                            usable += 1;
+                            // Ids below 256 name sets, never data: valid, but never used.
+                            if spec.id >= 256 {
+                                let t = Template {
+                                    layout,
+                                    learned: msg.now,
+                                    used: tick,
+                                };
+                                insert_template(scope, spec.id, t, limits.max_templates);
+                            }
+                        }
+                        // An unusable redefinition must not leave the old layout decoding the
+                        // new records into garbage: the id is forgotten.
+                        Err(_) => {
+                            scope.templates.remove(&spec.id);
+                        }
+                    }
+                }
+                TemplateRecord::Withdraw { id, kind } => {
+                    withdrawn = true;
+                    withdraw(scope, id, kind, set_id);
+                }
+            }
+        }
+        if usable == 0 && !withdrawn {
+            report.malformed += 1;
+        }
+    }
+
+    /// Decodes one data or options data set with its compiled template.
+    fn data_set(
         &mut self,
-        exporter: SocketAddr,
-        header: &[u8],
+        msg: &Message,
         set_id: u16,
         body: &[u8],
-        expected: Expect,
-        received_ns: u64,
-        scope_key: ScopeKey,
         out: &mut Vec<Flow>,
         report: &mut DatagramReport,
     ) {
-        let version = report.version;
-        self.scratch.clear();
-        self.scratch.extend_from_slice(header);
-        self.scratch.extend_from_slice(&set_id.to_be_bytes());
-        let set_len = u16::try_from(body.len() + 4).unwrap_or(u16::MAX);
-        self.scratch.extend_from_slice(&set_len.to_be_bytes());
-        self.scratch.extend_from_slice(body);
-        if version == 10 {
-            // The copied header must announce the one-set message length.
-            let len = u16::try_from(self.scratch.len()).unwrap_or(u16::MAX);
-            self.scratch[2..4].copy_from_slice(&len.to_be_bytes());
-        } else {
-            // v9 count: records in the message; the crate ignores it, but keep it plausible.
-            self.scratch[2..4].copy_from_slice(&1u16.to_be_bytes());
-        }
-        let result = self.parser.parse_from_source(exporter, &self.scratch);
-        let returned: usize = result.packets.iter().map(records_in).sum();
-        let missing_template = result.packets.iter().any(has_no_template);
-        let lost = match expected {
-            Expect::Damaged => true,
-            Expect::Records(n) => !missing_template && returned < n,
-            Expect::Unknown => false,
+        let ttl = self.limits.template_ttl;
+        let max_samplers = self.limits.max_samplers_per_exporter;
+        let Some(Scope {
+            templates,
+            sampling,
+            ..
+        }) = self.scopes.get_mut(&msg.key)
+        else {
+            report.missing_template += 1;
+            return;
         };
-        // One count per set, whether the parser said so or we found the loss.
-        if result.error.is_some() || lost {
+        let Some(t) = templates.get_mut(&set_id) else {
+            report.missing_template += 1;
+            return;
+        };
+        if msg.now.saturating_duration_since(t.learned) > ttl {
+            templates.remove(&set_id);
+            report.missing_template += 1;
+            return;
+        }
+        t.used = self.tick;
+        let before = out.len();
+        let walked = decode_records(&t.layout, body, msg, sampling, max_samplers, out);
+        report.flows += out.len() - before;
+        if walked.is_err() {
             report.malformed += 1;
         }
-        for packet in &result.packets {
-            match packet {
-                NetflowPacket::V9(v9) => {
-                    let h = &v9.header;
-                    let ctx = RecordContext {
-                        flow_type: FlowType::NetflowV9,
-                        sampler: Some(unmap_v4(exporter.ip())),
-                        domain: h.source_id,
-                        received_ns,
-                        export_ms: i128::from(h.unix_secs) * 1000,
-                        sys_uptime_ms: Some(i128::from(h.sys_up_time)),
-                    };
-                    for fs in &v9.flowsets {
-                        match &fs.body {
-                            V9Body::Data(data) => {
-                                let records = data.fields.iter().map(Vec::as_slice);
-                                let scope = self.scope(scope_key);
-                                report.flows += data_records(records, v9_ie, &ctx, scope, out);
-                            }
-                            V9Body::OptionsData(options) => {
-                                let max = self.limits.max_samplers_per_exporter;
-                                let records =
-                                    options.fields.iter().map(|r| r.options_fields.as_slice());
-                                options_records(records, v9_ie, self.scope(scope_key), max);
-                            }
-                            V9Body::NoTemplate(_) => report.missing_template += 1,
-                            V9Body::Template(_) | V9Body::OptionsTemplate(_) => {
-                                self.scope(scope_key);
-                            }
-                            V9Body::Empty => {}
-                        }
-                    }
-                }
-                NetflowPacket::IPFix(ipfix) => {
-                    let h = &ipfix.header;
-                    let ctx = RecordContext {
-                        flow_type: FlowType::Ipfix,
-                        sampler: Some(unmap_v4(exporter.ip())),
-                        domain: h.observation_domain_id,
-                        received_ns,
-                        export_ms: i128::from(h.export_time) * 1000,
-                        sys_uptime_ms: None,
-                    };
-                    for fs in &ipfix.flowsets {
-                        match &fs.body {
-                            IpfixBody::Data(data) => {
-                                let records = data.fields.iter().map(Vec::as_slice);
-                                let scope = self.scope(scope_key);
-                                report.flows += data_records(records, ipfix_ie, &ctx, scope, out);
-                            }
-                            IpfixBody::V9Data(data) => {
-                                let records = data.fields.iter().map(Vec::as_slice);
-                                let scope = self.scope(scope_key);
-                                report.flows += data_records(records, v9_ie, &ctx, scope, out);
-                            }
-                            IpfixBody::OptionsData(options) => {
-                                let max = self.limits.max_samplers_per_exporter;
-                                let records = options.fields.iter().map(Vec::as_slice);
-                                options_records(records, ipfix_ie, self.scope(scope_key), max);
-                            }
-                            IpfixBody::V9OptionsData(options) => {
-                                let max = self.limits.max_samplers_per_exporter;
-                                let records =
-                                    options.fields.iter().map(|r| r.options_fields.as_slice());
-                                options_records(records, v9_ie, self.scope(scope_key), max);
-                            }
-                            IpfixBody::NoTemplate(_) => report.missing_template += 1,
-                            _ => {
-                                self.scope(scope_key);
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
     }
 
-    /// Remembers the layout of each template in a (options) template set.
-    fn learn_layouts(&mut self, key: ScopeKey, version: u16, set_id: u16, body: &[u8]) {
-        let max = self.limits.max_templates.saturating_mul(4);
-        let scope = self.scope(key);
-        let mut p = 0;
-        while p + 4 <= body.len() {
-            let Some(id) = be16(body, p) else { break };
-            let count = |at: usize| be16(body, at).map_or(0, usize::from);
-            let (mut q, fields) = match (version, set_id) {
-                (9, 1) => (p + 6, (count(p + 2) + count(p + 4)) / 4),
-                (10, 3) => (p + 6, count(p + 2)),
-                _ => (p + 4, count(p + 2)),
-            };
-            if id < 256 {
-                break; // padding
-            }
-            let mut lengths = Vec::with_capacity(fields.min(128));
-            for _ in 0..fields {
-                let (Some(ie), Some(len)) = (be16(body, q), be16(body, q + 2)) else {
-                    return; // truncated: the parser will report it
-                };
-                q += 4;
-                if version == 10 && ie & 0x8000 != 0 {
-                    q += 4; // enterprise number
-                }
-                lengths.push(len);
-            }
-            if q > body.len() {
-                return;
-            }
-            let total: usize = lengths.iter().map(|&l| usize::from(l)).sum();
-            let layout = if lengths.contains(&0xFFFF) {
-                Some(Layout::Variable(lengths))
-            } else if total > 0 {
-                Some(Layout::Fixed(total))
-            } else {
-                None
-            };
-            match layout {
-                Some(l) if scope.layouts.len() < max || scope.layouts.contains_key(&id) => {
-                    scope.layouts.insert(id, l);
-                }
-                _ => {
-                    scope.layouts.remove(&id);
-                }
-            }
-            p = q;
-        }
-    }
-}
-
-/// Whether the parser reported a set without a known template (counted as such, not as a loss).
-fn has_no_template(packet: &NetflowPacket) -> bool {
-    match packet {
-        NetflowPacket::V9(v9) => v9
-            .flowsets
-            .iter()
-            .any(|fs| matches!(fs.body, V9Body::NoTemplate(_))),
-        NetflowPacket::IPFix(ipfix) => ipfix
-            .flowsets
-            .iter()
-            .any(|fs| matches!(fs.body, IpfixBody::NoTemplate(_))),
-        _ => false,
-    }
-}
-
-/// Template and options template set ids (v9: 0, 1; IPFIX: 2, 3).
-fn is_template_set(version: u16, set_id: u16) -> bool {
-    matches!((version, set_id), (9, 0 | 1) | (10, 2 | 3))
-}
-
-/// Records per set that `netflow_parser` 1.0.6 decodes at most.
-const PARSER_MAX_RECORDS_PER_SET: usize = 1024;
-
-impl DatagramDecoder for NetflowParserDecoder {
-    fn decode(
-        &mut self,
+    /// v5: 24-byte header, 48-byte records, at most 30 of them (Cisco's limit: a larger count
+    /// is damage, as for the reference decoder). Bytes after `count` records are ignored.
+    fn decode_v5(
         exporter: SocketAddr,
         datagram: &[u8],
         received_ns: u64,
         out: &mut Vec<Flow>,
-    ) -> DatagramReport {
-        let mut report = DatagramReport {
-            version: be16(datagram, 0).unwrap_or(0),
-            ..DatagramReport::default()
+        report: &mut DatagramReport,
+    ) {
+        let count = usize::from(be16(datagram, 2).unwrap_or(0));
+        let Some(records) = datagram.get(24..24 + 48 * count) else {
+            report.malformed += 1;
+            return;
         };
-        match report.version {
-            5 => self.decode_v5(exporter, datagram, received_ns, out, &mut report),
-            9 | 10 => self.decode_sets(exporter, datagram, received_ns, out, &mut report),
-            _ if datagram.len() < 2 => report.malformed += 1,
-            _ => report.unsupported_version += 1,
+        if count == 0 || count > 30 {
+            report.malformed += 1;
+            return;
         }
-        report
-    }
-
-    fn prune_idle(&mut self, idle: Duration) -> usize {
-        let now = Instant::now();
-        self.scopes
-            .retain(|_, s| s.last_seen.is_some_and(|t| now.duration_since(t) < idle));
-        self.parser.prune_idle_sources(idle)
-    }
-
-    fn templates_per_exporter(&self) -> Vec<(IpAddr, usize)> {
-        let mut per: HashMap<IpAddr, usize> = HashMap::new();
-        for (key, info) in self.parser.ipfix_info() {
-            *per.entry(unmap_v4(key.addr.ip())).or_default() +=
-                info.ipfix.current_size + info.v9.current_size;
+        let field = |at| be32(datagram, at).map_or(0, i128::from);
+        let uptime = field(4);
+        let export_ms = field(8) * 1000 + field(12) / 1_000_000;
+        let rate = u64::from(be16(datagram, 22).unwrap_or(0) & 0x3FFF);
+        let base = Flow {
+            flow_type: FlowType::NetflowV5,
+            sampler: Some(unmap_v4(exporter.ip())),
+            sampling_rate: rate,
+            time_received_ns: received_ns,
+            ..Flow::default()
+        };
+        // Signed arithmetic: a first/last after sysUptime (clock skew) lands slightly in the
+        // future instead of ~49.7 days in the past as with goflow2's u32 wrap-around.
+        let at = |switched: u32| ms_to_ns(export_ms - (uptime - i128::from(switched)));
+        for r in records.chunks_exact(48) {
+            let b = |i: usize| r[i];
+            let w = |i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
+            let d = |i: usize| u32::from_be_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+            out.push(Flow {
+                src_addr: Some(IpAddr::V4(Ipv4Addr::from(d(0)))),
+                dst_addr: Some(IpAddr::V4(Ipv4Addr::from(d(4)))),
+                in_if: u32::from(w(12)),
+                out_if: u32::from(w(14)),
+                packets: u64::from(d(16)),
+                bytes: u64::from(d(20)),
+                time_flow_start_ns: at(d(24)),
+                time_flow_end_ns: at(d(28)),
+                src_port: w(32),
+                dst_port: w(34),
+                tcp_flags: u16::from(b(37)),
+                proto: Some(b(38)),
+                ..base
+            });
         }
-        for (key, info) in self.parser.v9_info() {
-            *per.entry(unmap_v4(key.addr.ip())).or_default() +=
-                info.ipfix.current_size + info.v9.current_size;
-        }
-        per.into_iter().collect()
+        report.flows += count;
     }
 }
 
-/// Per-message facts every record of the message shares.
-struct RecordContext {
-    flow_type: FlowType,
-    sampler: Option<IpAddr>,
-    domain: u32,
-    received_ns: u64,
-    /// Export time of the message, Unix ms.
-    export_ms: i128,
-    /// v9 header sysUptime (ms); IPFIX has none.
-    sys_uptime_ms: Option<i128>,
+/// Decodes the records of one set with its template: data records into flows appended to
+/// `out`, options records into `sampling`.
+fn decode_records(
+    layout: &Layout,
+    body: &[u8],
+    msg: &Message,
+    sampling: &mut Sampling,
+    max_samplers: usize,
+    out: &mut Vec<Flow>,
+) -> Result<(), Damaged> {
+    match (layout.kind, &layout.shape) {
+        (
+            Kind::Data,
+            Shape::Fixed {
+                record_len, plan, ..
+            },
+        ) => {
+            // `compile` guarantees records of at least one byte.
+            let records = body.chunks_exact((*record_len).max(1));
+            out.extend(records.map(|r| fixed_flow(plan, r, msg, sampling)));
+            Ok(())
+        }
+        (Kind::Data, shape) => {
+            let mut sink = DataSink {
+                msg,
+                sampling,
+                out,
+                record: RecordValues::default(),
+            };
+            walk_records(shape, body, &mut sink)
+        }
+        (Kind::Options, shape) => {
+            let mut sink = OptionsSink {
+                sampling,
+                max_samplers,
+                record: OptionValues::default(),
+            };
+            walk_records(shape, body, &mut sink)
+        }
+    }
 }
 
-/// Collects one data record's fields by information element number.
+/// Stores a compiled template; when the scope is full, the least recently used template makes
+/// room (a flood of new templates cannot lock out the ones in use for long).
+fn insert_template(scope: &mut Scope, id: u16, t: Template, max_templates: usize) {
+    if !scope.templates.contains_key(&id)
+        && scope.templates.len() >= max_templates.max(1)
+        && let Some(lru) = scope
+            .templates
+            .iter()
+            .min_by_key(|(_, t)| t.used)
+            .map(|(id, _)| *id)
+    {
+        scope.templates.remove(&lru);
+    }
+    scope.templates.insert(id, t);
+}
+
+/// IPFIX template withdrawal (RFC 7011 §8.1): one template of the set's kind, or all of them
+/// when the id is the set id itself.
+fn withdraw(scope: &mut Scope, id: u16, kind: Kind, set_id: u16) {
+    if id == set_id {
+        scope.templates.retain(|_, t| t.layout.kind != kind);
+    } else if scope
+        .templates
+        .get(&id)
+        .is_some_and(|t| t.layout.kind == kind)
+    {
+        scope.templates.remove(&id);
+    }
+}
+
+/// Receives the mapped values of each record of a set.
+trait RecordSink {
+    fn begin(&mut self);
+    fn apply(&mut self, target: Target, value: &[u8]);
+    fn end(&mut self);
+}
+
+/// Walks every record of `body` into `sink`. Trailing bytes too short for a record are padding;
+/// a variable-length record that runs past the set ends the walk as [`Damaged`].
+fn walk_records<S: RecordSink>(shape: &Shape, body: &[u8], sink: &mut S) -> Result<(), Damaged> {
+    match shape {
+        Shape::Fixed {
+            record_len, ops, ..
+        } => {
+            // `compile` guarantees a record of at least one byte and ops within it.
+            for record in body.chunks_exact((*record_len).max(1)) {
+                sink.begin();
+                for op in ops.iter() {
+                    if let Some(value) = record.get(op.offset..op.offset + op.len) {
+                        sink.apply(op.target, value);
+                    }
+                }
+                sink.end();
+            }
+            Ok(())
+        }
+        Shape::Variable { fields, min_len } => {
+            let mut rest = body;
+            loop {
+                sink.begin();
+                match template::walk_variable(fields, *min_len, rest, |t, v| sink.apply(t, v))? {
+                    Some(len) => {
+                        sink.end();
+                        rest = &rest[len..];
+                    }
+                    None => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// The time facts of one data record.
 #[derive(Default)]
-struct RecordBuilder {
+struct TimeFacts {
+    /// IE 22 / 21: ms since the exporter booted.
+    uptime_start_ms: Option<u64>,
+    uptime_end_ms: Option<u64>,
+    /// IE 150-157: absolute, Unix ms.
+    abs_start_ms: Option<u64>,
+    abs_end_ms: Option<u64>,
+    /// IE 160 inside the record (RouterOS 7).
+    sys_init_ms: Option<u64>,
+}
+
+impl TimeFacts {
+    /// Flow start and end, Unix ns (`../shared/docs/netflow-facts.md` §4).
+    fn times(&self, msg: &Message, sampling: &Sampling) -> (u64, u64) {
+        if let (Some(start), Some(end)) = (self.abs_start_ms, self.abs_end_ms) {
+            return (ms_to_ns(i128::from(start)), ms_to_ns(i128::from(end)));
+        }
+        let (Some(first), Some(last)) = (self.uptime_start_ms, self.uptime_end_ms) else {
+            return (msg.export_ns, msg.export_ns);
+        };
+        let (first, last) = (i128::from(first), i128::from(last));
+        if let Some(uptime) = msg.sys_uptime_ms {
+            // v9: export time minus how long before the export the switch happened.
+            return (
+                ms_to_ns(msg.export_ms - (uptime - first)),
+                ms_to_ns(msg.export_ms - (uptime - last)),
+            );
+        }
+        // IPFIX 21/22 need the boot time: in the record (RouterOS 7) or from options data
+        // (softflowd). Without it (RouterOS 6.39) the export time is all we know.
+        match self.sys_init_ms.or(sampling.sys_init_ms) {
+            Some(init) => {
+                let init = i128::from(init);
+                (ms_to_ns(init + first), ms_to_ns(init + last))
+            }
+            None => (msg.export_ns, msg.export_ns),
+        }
+    }
+}
+
+/// A data record's rate: from the record, else its sampler's options row, else the scope's most
+/// recent options rate.
+fn pick_rate(rate_in_record: u64, sampler_id: Option<u64>, sampling: &Sampling) -> u64 {
+    if rate_in_record > 0 {
+        rate_in_record
+    } else if let Some(rate) = sampler_id.and_then(|id| sampling.rate_of(id)) {
+        rate
+    } else {
+        sampling.last_rate
+    }
+}
+
+/// Decodes one record of a fixed-length data template: the hot path, straight-line reads at
+/// compiled offsets. Same result as applying the template's ops in order (see [`FixedPlan`]).
+#[inline]
+fn fixed_flow(p: &FixedPlan, r: &[u8], msg: &Message, sampling: &Sampling) -> Flow {
+    let at = |s: Option<Slot>| s.and_then(|s| r.get(s.offset..s.offset + s.len));
+    let num = |s: Option<Slot>| at(s).and_then(uint);
+    let mut f = msg.base;
+    f.bytes = num(p.bytes).unwrap_or(0);
+    f.packets = num(p.packets).unwrap_or(0);
+    f.proto = num(p.proto).and_then(|v| u8::try_from(v).ok());
+    f.tcp_flags = at(p.tcp_flags).map_or(0, tcp_flags);
+    f.src_port = num(p.src_port).map_or(0, |v| v as u16);
+    f.dst_port = num(p.dst_port).map_or(0, |v| v as u16);
+    f.in_if = num(p.in_if).map_or(0, |v| v as u32);
+    f.out_if = num(p.out_if).map_or(0, |v| v as u32);
+    for op in p.addrs.iter() {
+        let v = r.get(op.offset..op.offset + op.len);
+        match op.target {
+            Target::SrcV4 => set_addr(&mut f.src_addr, v.and_then(v4)),
+            Target::DstV4 => set_addr(&mut f.dst_addr, v.and_then(v4)),
+            Target::SrcV6 => set_addr(&mut f.src_addr, v.and_then(v6)),
+            _ => set_addr(&mut f.dst_addr, v.and_then(v6)),
+        }
+    }
+    let mut rate_in_record = 0;
+    for op in p.rates.iter() {
+        if let Some(rate) = r
+            .get(op.offset..op.offset + op.len)
+            .and_then(uint)
+            .filter(|&r| r > 0)
+        {
+            rate_in_record = rate;
+        }
+    }
+    let unix = |s: Option<(Slot, TimeUnit)>| s.and_then(|(s, u)| unix_ms(u, at(Some(s))?));
+    let time = TimeFacts {
+        uptime_start_ms: num(p.uptime_start),
+        uptime_end_ms: num(p.uptime_end),
+        abs_start_ms: unix(p.abs_start),
+        abs_end_ms: unix(p.abs_end),
+        sys_init_ms: unix(p.sys_init.map(|s| (s, TimeUnit::Millis))),
+    };
+    f.sampling_rate = pick_rate(rate_in_record, num(p.sampler_id), sampling);
+    (f.time_flow_start_ns, f.time_flow_end_ns) = time.times(msg, sampling);
+    f
+}
+
+/// One data record's mapped values, applied field by field (variable-length templates).
+#[derive(Default)]
+struct RecordValues {
     bytes: u64,
     packets: u64,
     src: Option<IpAddr>,
@@ -680,67 +678,50 @@ struct RecordBuilder {
     /// IE 34 / 50 inside the data record (MikroTik, Huawei).
     rate_in_record: u64,
     sampler_id: Option<u64>,
-    /// IE 22 / 21: ms since the exporter booted.
-    uptime_start_ms: Option<u64>,
-    uptime_end_ms: Option<u64>,
-    /// IE 150-157: absolute, Unix ms.
-    abs_start_ms: Option<u64>,
-    abs_end_ms: Option<u64>,
-    /// IE 160 inside the record (RouterOS 7).
-    sys_init_ms: Option<u64>,
+    time: TimeFacts,
 }
 
-/// Sets `slot` unless it already holds a non-zero address and `new` is zero: a non-zero value
-/// wins over zero (exporters that send both families zero the unused one).
-fn set_addr(slot: &mut Option<IpAddr>, new: Option<IpAddr>) {
-    if let Some(new) = new
-        && (slot.is_none() || !new.is_unspecified())
-    {
-        *slot = Some(new);
-    }
-}
-
-impl RecordBuilder {
-    fn apply(&mut self, ie: u16, v: &FieldValue) {
-        match ie {
-            // The last counter in the template wins, as in goflow2.
-            1 | 23 => self.bytes = fv_u64(v).unwrap_or(0),
-            2 | 24 => self.packets = fv_u64(v).unwrap_or(0),
-            4 => self.proto = fv_u64(v).and_then(|p| u8::try_from(p).ok()),
-            6 => self.tcp_flags = fv_u64(v).map_or(0, |f| f as u16),
-            7 => self.src_port = fv_u64(v).map_or(0, |p| p as u16),
-            11 => self.dst_port = fv_u64(v).map_or(0, |p| p as u16),
-            8 | 27 => set_addr(&mut self.src, fv_ip(v)),
-            12 | 28 => set_addr(&mut self.dst, fv_ip(v)),
-            10 => self.in_if = fv_u64(v).map_or(0, |i| i as u32),
-            14 => self.out_if = fv_u64(v).map_or(0, |i| i as u32),
-            34 | 50 => {
-                if let Some(r) = fv_u64(v).filter(|&r| r > 0) {
+impl RecordValues {
+    /// Applies one value. Counters and scalars: the last one in the template wins (as in
+    /// goflow2), even when it is unreadable (it then reads as 0 / unknown). Addresses: a
+    /// non-zero value wins over zero (exporters that send both families zero the unused one).
+    fn apply(&mut self, target: Target, v: &[u8]) {
+        match target {
+            Target::Bytes => self.bytes = uint(v).unwrap_or(0),
+            Target::Packets => self.packets = uint(v).unwrap_or(0),
+            Target::Proto => self.proto = uint(v).and_then(|p| u8::try_from(p).ok()),
+            Target::TcpFlags => self.tcp_flags = tcp_flags(v),
+            Target::SrcPort => self.src_port = uint(v).map_or(0, |p| p as u16),
+            Target::DstPort => self.dst_port = uint(v).map_or(0, |p| p as u16),
+            Target::SrcV4 => set_addr(&mut self.src, v4(v)),
+            Target::DstV4 => set_addr(&mut self.dst, v4(v)),
+            Target::SrcV6 => set_addr(&mut self.src, v6(v)),
+            Target::DstV6 => set_addr(&mut self.dst, v6(v)),
+            Target::InIf => self.in_if = uint(v).map_or(0, |i| i as u32),
+            Target::OutIf => self.out_if = uint(v).map_or(0, |i| i as u32),
+            Target::RateInRecord => {
+                if let Some(r) = uint(v).filter(|&r| r > 0) {
                     self.rate_in_record = r;
                 }
             }
-            48 | 302 => self.sampler_id = fv_u64(v),
-            22 => self.uptime_start_ms = fv_u64(v),
-            21 => self.uptime_end_ms = fv_u64(v),
-            150 | 152 | 154 | 156 => self.abs_start_ms = fv_unix_ms(v),
-            151 | 153 | 155 | 157 => self.abs_end_ms = fv_unix_ms(v),
-            160 => self.sys_init_ms = fv_unix_ms(v),
-            _ => {}
+            Target::SamplerId => self.sampler_id = uint(v),
+            Target::UptimeStart => self.time.uptime_start_ms = uint(v),
+            Target::UptimeEnd => self.time.uptime_end_ms = uint(v),
+            Target::AbsStart(unit) => self.time.abs_start_ms = unix_ms(unit, v),
+            Target::AbsEnd(unit) => self.time.abs_end_ms = unix_ms(unit, v),
+            Target::SysInit => self.time.sys_init_ms = unix_ms(TimeUnit::Millis, v),
+            // Options targets are never compiled into data layouts.
+            Target::OptInterval
+            | Target::OptPacketInterval
+            | Target::OptPacketSpace
+            | Target::OptSamplerId
+            | Target::OptSysInit => {}
         }
     }
 
-    fn finish(self, ctx: &RecordContext, scope: &ScopeState) -> Flow {
-        let rate = if self.rate_in_record > 0 {
-            self.rate_in_record
-        } else if let Some(rate) = self.sampler_id.and_then(|id| scope.by_sampler.get(&id)) {
-            *rate
-        } else {
-            scope.last_rate
-        };
-        let (start, end) = self.times(ctx, scope);
+    fn finish(&self, msg: &Message, sampling: &Sampling) -> Flow {
+        let (start, end) = self.time.times(msg, sampling);
         Flow {
-            flow_type: ctx.flow_type,
-            sampler: ctx.sampler,
             src_addr: self.src,
             dst_addr: self.dst,
             proto: self.proto,
@@ -748,49 +729,42 @@ impl RecordBuilder {
             dst_port: self.dst_port,
             bytes: self.bytes,
             packets: self.packets,
-            sampling_rate: rate,
+            sampling_rate: pick_rate(self.rate_in_record, self.sampler_id, sampling),
             time_flow_start_ns: start,
             time_flow_end_ns: end,
-            time_received_ns: ctx.received_ns,
             in_if: self.in_if,
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
-            observation_domain: ctx.domain,
+            ..msg.base
         }
     }
+}
 
-    /// Flow start and end, Unix ns (`../shared/docs/netflow-facts.md` §4).
-    fn times(&self, ctx: &RecordContext, scope: &ScopeState) -> (u64, u64) {
-        let export = ms_to_ns(ctx.export_ms);
-        if let (Some(start), Some(end)) = (self.abs_start_ms, self.abs_end_ms) {
-            return (ms_to_ns(i128::from(start)), ms_to_ns(i128::from(end)));
-        }
-        let (Some(first), Some(last)) = (self.uptime_start_ms, self.uptime_end_ms) else {
-            return (export, export);
-        };
-        let (first, last) = (i128::from(first), i128::from(last));
-        if let Some(uptime) = ctx.sys_uptime_ms {
-            // v9: export time minus how long before the export the switch happened.
-            return (
-                ms_to_ns(ctx.export_ms - (uptime - first)),
-                ms_to_ns(ctx.export_ms - (uptime - last)),
-            );
-        }
-        // IPFIX 21/22 need the boot time: in the record (RouterOS 7) or from options data
-        // (softflowd). Without it (RouterOS 6.39) the export time is all we know.
-        match self.sys_init_ms.or(scope.sys_init_ms) {
-            Some(init) => {
-                let init = i128::from(init);
-                (ms_to_ns(init + first), ms_to_ns(init + last))
-            }
-            None => (export, export),
-        }
+/// Data records → flows appended to `out`.
+struct DataSink<'a> {
+    msg: &'a Message,
+    sampling: &'a Sampling,
+    out: &'a mut Vec<Flow>,
+    record: RecordValues,
+}
+
+impl RecordSink for DataSink<'_> {
+    fn begin(&mut self) {
+        self.record = RecordValues::default();
+    }
+
+    fn apply(&mut self, target: Target, value: &[u8]) {
+        self.record.apply(target, value);
+    }
+
+    fn end(&mut self) {
+        self.out.push(self.record.finish(self.msg, self.sampling));
     }
 }
 
 /// Sampling facts of one options data record.
 #[derive(Default)]
-struct OptionsBuilder {
+struct OptionValues {
     interval_34_50: Option<u64>,
     packet_interval: Option<u64>,
     packet_space: Option<u64>,
@@ -798,18 +772,7 @@ struct OptionsBuilder {
     sys_init_ms: Option<u64>,
 }
 
-impl OptionsBuilder {
-    fn apply(&mut self, ie: u16, v: &FieldValue) {
-        match ie {
-            34 | 50 => self.interval_34_50 = fv_u64(v),
-            305 => self.packet_interval = fv_u64(v),
-            306 => self.packet_space = fv_u64(v),
-            48 | 302 => self.sampler_id = fv_u64(v),
-            160 => self.sys_init_ms = fv_unix_ms(v),
-            _ => {}
-        }
-    }
-
+impl OptionValues {
     /// The rate this record announces: IE 305 + 306 first, then IE 34 / 50.
     fn rate(&self) -> Option<u64> {
         if let Some(interval) = self.packet_interval.filter(|&i| i > 0) {
@@ -821,20 +784,144 @@ impl OptionsBuilder {
         }
         self.interval_34_50.filter(|&r| r > 0)
     }
+}
 
-    fn store(self, scope: &mut ScopeState, max_samplers: usize) {
-        if let Some(init) = self.sys_init_ms {
-            scope.sys_init_ms = Some(init);
+/// Options data records → the scope's sampling state.
+struct OptionsSink<'a> {
+    sampling: &'a mut Sampling,
+    max_samplers: usize,
+    record: OptionValues,
+}
+
+impl RecordSink for OptionsSink<'_> {
+    fn begin(&mut self) {
+        self.record = OptionValues::default();
+    }
+
+    fn apply(&mut self, target: Target, v: &[u8]) {
+        let r = &mut self.record;
+        match target {
+            Target::OptInterval => r.interval_34_50 = uint(v),
+            Target::OptPacketInterval => r.packet_interval = uint(v),
+            Target::OptPacketSpace => r.packet_space = uint(v),
+            Target::OptSamplerId => r.sampler_id = uint(v),
+            Target::OptSysInit => r.sys_init_ms = unix_ms(TimeUnit::Millis, v),
+            _ => {}
         }
-        let Some(rate) = self.rate() else {
+    }
+
+    fn end(&mut self) {
+        let s = &mut *self.sampling;
+        if let Some(init) = self.record.sys_init_ms {
+            s.sys_init_ms = Some(init);
+        }
+        let Some(rate) = self.record.rate() else {
             return;
         };
-        scope.last_rate = rate;
-        if let Some(id) = self.sampler_id
-            && (scope.by_sampler.contains_key(&id) || scope.by_sampler.len() < max_samplers)
-        {
-            scope.by_sampler.insert(id, rate);
+        s.last_rate = rate;
+        if let Some(id) = self.record.sampler_id {
+            if let Some(row) = s.by_sampler.iter_mut().find(|(known, _)| *known == id) {
+                row.1 = rate;
+            } else if s.by_sampler.len() < self.max_samplers {
+                s.by_sampler.push((id, rate));
+            }
         }
+    }
+}
+
+impl DatagramDecoder for NetflowDecoder {
+    fn decode(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+    ) -> DatagramReport {
+        let mut report = DatagramReport {
+            version: be16(datagram, 0).unwrap_or(0),
+            ..DatagramReport::default()
+        };
+        match report.version {
+            5 => Self::decode_v5(exporter, datagram, received_ns, out, &mut report),
+            9 | 10 => self.decode_sets(exporter, datagram, received_ns, out, &mut report),
+            _ if datagram.len() < 2 => report.malformed += 1,
+            _ => report.unsupported_version += 1,
+        }
+        report
+    }
+
+    fn prune_idle(&mut self, idle: Duration) -> usize {
+        let now = Instant::now();
+        let before = self.scopes.len();
+        self.scopes
+            .retain(|_, s| now.saturating_duration_since(s.last_seen) < idle);
+        before - self.scopes.len()
+    }
+
+    fn templates_per_exporter(&self) -> Vec<(IpAddr, usize)> {
+        let mut per: HashMap<IpAddr, usize> = HashMap::new();
+        for ((exporter, _, _), scope) in &self.scopes {
+            *per.entry(unmap_v4(exporter.ip())).or_default() += scope.templates.len();
+        }
+        per.into_iter().collect()
+    }
+}
+
+/// Sets `slot` unless it already holds a non-zero address and `new` is zero.
+fn set_addr(slot: &mut Option<IpAddr>, new: Option<IpAddr>) {
+    if let Some(new) = new
+        && (slot.is_none() || !new.is_unspecified())
+    {
+        *slot = Some(new);
+    }
+}
+
+/// An unsigned big-endian integer of 0 to 8 bytes (RFC 7011 §6.2 reduced-size encoding). Wider
+/// values are not integers we can carry: `None`.
+fn uint(v: &[u8]) -> Option<u64> {
+    match *v {
+        [a] => Some(u64::from(a)),
+        [a, b] => Some(u64::from(u16::from_be_bytes([a, b]))),
+        [a, b, c, d] => Some(u64::from(u32::from_be_bytes([a, b, c, d]))),
+        [a, b, c, d, e, f, g, h] => Some(u64::from_be_bytes([a, b, c, d, e, f, g, h])),
+        _ if v.len() <= 8 => Some(v.iter().fold(0, |acc, &x| (acc << 8) | u64::from(x))),
+        _ => None,
+    }
+}
+
+/// TCP flags: a 2-byte value keeps the 9 flag bits (its top bits are the header-length and
+/// reserved bits of RFC 7125); other widths are read as integers.
+fn tcp_flags(v: &[u8]) -> u16 {
+    match v.len() {
+        2 => uint(v).map_or(0, |f| f as u16 & 0x01FF),
+        _ => uint(v).map_or(0, |f| f as u16),
+    }
+}
+
+fn v4(v: &[u8]) -> Option<IpAddr> {
+    let octets: [u8; 4] = v.try_into().ok()?;
+    Some(IpAddr::V4(Ipv4Addr::from(octets)))
+}
+
+fn v6(v: &[u8]) -> Option<IpAddr> {
+    let octets: [u8; 16] = v.try_into().ok()?;
+    Some(IpAddr::V6(Ipv6Addr::from(octets)))
+}
+
+/// An absolute time (IE 150-157, 160) as Unix ms. Seconds and milliseconds are 2, 4 or 8 bytes;
+/// NTP timestamps (154-157) are 8 bytes counting from 1900, truncated to the millisecond. Other
+/// widths, and NTP times before 1970, are unknown.
+fn unix_ms(unit: TimeUnit, v: &[u8]) -> Option<u64> {
+    const NTP_TO_UNIX_MS: u64 = 2_208_988_800_000;
+    match unit {
+        TimeUnit::Seconds if matches!(v.len(), 2 | 4 | 8) => uint(v)?.checked_mul(1000),
+        TimeUnit::Millis if matches!(v.len(), 2 | 4 | 8) => uint(v),
+        TimeUnit::Ntp if v.len() == 8 => {
+            let secs = u64::from(be32(v, 0)?);
+            let fraction = u64::from(be32(v, 4)?);
+            (secs * 1000 + ((fraction * 1000) >> 32)).checked_sub(NTP_TO_UNIX_MS)
+        }
+        _ => None,
     }
 }
 
@@ -849,134 +936,6 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 /// Unix ms → Unix ns, clamped to the representable range (0 for times before 1970).
 fn ms_to_ns(ms: i128) -> u64 {
     u64::try_from(ms.saturating_mul(1_000_000).max(0)).unwrap_or(u64::MAX)
-}
-
-/// Any unsigned integer rendering, including 5-7 byte counters that arrive as raw bytes, and
-/// durations in their own unit.
-fn fv_u64(v: &FieldValue) -> Option<u64> {
-    let fold =
-        |b: &[u8]| (b.len() <= 8).then(|| b.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x)));
-    match v {
-        FieldValue::DataNumber(DataNumber::Vec(b)) | FieldValue::Vec(b) => fold(b),
-        FieldValue::DataNumber(d) => d.as_u64(),
-        FieldValue::ProtocolType(p) => Some(u64::from(u8::from(*p))),
-        FieldValue::TcpControlBits(bits, _) => Some(u64::from(u16::from(*bits))),
-        FieldValue::Duration(DurationValue::Seconds { value, .. })
-        | FieldValue::Duration(DurationValue::Millis { value, .. }) => Some(*value),
-        _ => None,
-    }
-}
-
-fn fv_ip(v: &FieldValue) -> Option<IpAddr> {
-    match v {
-        FieldValue::Ip4Addr(a) => Some(IpAddr::V4(*a)),
-        FieldValue::Ip6Addr(a) => Some(IpAddr::V6(*a)),
-        _ => None,
-    }
-}
-
-/// An absolute time (IE 150-157, 160) as Unix ms. 154-157 count from 1900 (NTP).
-fn fv_unix_ms(v: &FieldValue) -> Option<u64> {
-    const NTP_TO_UNIX_MS: u64 = 2_208_988_800_000;
-    match v {
-        FieldValue::Duration(DurationValue::Seconds { value, .. }) => value.checked_mul(1000),
-        FieldValue::Duration(DurationValue::Millis { value, .. }) => Some(*value),
-        FieldValue::Duration(
-            d @ (DurationValue::MicrosNtp { .. } | DurationValue::NanosNtp { .. }),
-        ) => u64::try_from(d.as_duration().as_millis())
-            .ok()?
-            .checked_sub(NTP_TO_UNIX_MS),
-        FieldValue::DataNumber(n) => n.as_u64(),
-        _ => None,
-    }
-}
-
-/// The IE number of a v9 field (the crate's raw-bytes rendering of 305/306 is folded into
-/// numbers by [`fv_u64`] at the use site).
-fn v9_ie(f: &V9Field) -> Option<u16> {
-    Some(u16::from(*f))
-}
-
-/// Maps data records to flows (appended to `out`); returns how many.
-fn data_records<'a, F: 'a>(
-    records: impl Iterator<Item = &'a [(F, FieldValue)]>,
-    ie: impl Fn(&F) -> Option<u16>,
-    ctx: &RecordContext,
-    scope: &ScopeState,
-    out: &mut Vec<Flow>,
-) -> usize {
-    let before = out.len();
-    for record in records {
-        let mut b = RecordBuilder::default();
-        for (field, value) in record {
-            if let Some(ie) = ie(field) {
-                b.apply(ie, value);
-            }
-        }
-        out.push(b.finish(ctx, scope));
-    }
-    out.len() - before
-}
-
-/// Learns sampling rates and boot times from options data records.
-fn options_records<'a, F: 'a>(
-    records: impl Iterator<Item = &'a [(F, FieldValue)]>,
-    ie: impl Fn(&F) -> Option<u16>,
-    scope: &mut ScopeState,
-    max_samplers: usize,
-) {
-    for record in records {
-        let mut o = OptionsBuilder::default();
-        for (field, value) in record {
-            if let Some(ie) = ie(field) {
-                o.apply(ie, value);
-            }
-        }
-        o.store(scope, max_samplers);
-    }
-}
-
-/// The IANA IE number of an IPFIX field, for the elements we map. Enterprise fields are `None`.
-fn ipfix_ie(f: &IPFixField) -> Option<u16> {
-    use IANAIPFixField as I;
-    let IPFixField::IANA(i) = f else {
-        return None;
-    };
-    Some(match i {
-        I::OctetDeltaCount => 1,
-        I::PacketDeltaCount => 2,
-        I::ProtocolIdentifier => 4,
-        I::TcpControlBits => 6,
-        I::SourceTransportPort => 7,
-        I::SourceIpv4address => 8,
-        I::IngressInterface => 10,
-        I::DestinationTransportPort => 11,
-        I::DestinationIpv4address => 12,
-        I::EgressInterface => 14,
-        I::FlowEndSysUpTime => 21,
-        I::FlowStartSysUpTime => 22,
-        I::PostOctetDeltaCount => 23,
-        I::PostPacketDeltaCount => 24,
-        I::SourceIpv6address => 27,
-        I::DestinationIpv6address => 28,
-        I::SamplingInterval => 34,
-        I::SamplerId => 48,
-        I::SamplerRandomInterval => 50,
-        I::FlowStartSeconds => 150,
-        I::FlowEndSeconds => 151,
-        I::FlowStartMilliseconds => 152,
-        I::FlowEndMilliseconds => 153,
-        I::FlowStartMicroseconds => 154,
-        I::FlowEndMicroseconds => 155,
-        I::FlowStartNanoseconds => 156,
-        I::FlowEndNanoseconds => 157,
-        I::SystemInitTimeMilliseconds => 160,
-        I::SelectorId => 302,
-        I::SamplingPacketInterval => 305,
-        I::SamplingPacketSpace => 306,
-        I::Unknown(n) => *n,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

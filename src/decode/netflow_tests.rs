@@ -11,15 +11,15 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn decode(d: &mut NetflowParserDecoder, from: &str, bytes: &[u8]) -> (Vec<Flow>, DatagramReport) {
+fn decode(d: &mut NetflowDecoder, from: &str, bytes: &[u8]) -> (Vec<Flow>, DatagramReport) {
     let mut out = Vec::new();
     let report = d.decode(addr(from), bytes, 42, &mut out);
     assert_eq!(report.flows, out.len());
     (out, report)
 }
 
-fn decoder() -> NetflowParserDecoder {
-    NetflowParserDecoder::new(DecoderLimits::default())
+fn decoder() -> NetflowDecoder {
+    NetflowDecoder::new(DecoderLimits::default())
 }
 
 #[test]
@@ -532,7 +532,7 @@ fn varlen_record(name: &[u8], bytes: u32) -> Vec<u8> {
 }
 
 #[test]
-fn variable_length_fields_decode_and_a_zero_length_value_is_a_counted_loss() {
+fn variable_length_fields_decode_including_a_zero_length_value() {
     let mut d = decoder();
     let records = [varlen_record(b"ether1", 1), varlen_record(&[b'x'; 300], 2)].concat();
     let dgram = ipfix(0, &[set(2, &template(302, VARLEN)), set(302, &records)]);
@@ -540,8 +540,9 @@ fn variable_length_fields_decode_and_a_zero_length_value_is_a_counted_loss() {
     assert_eq!(report.malformed, 0, "{report:?}");
     assert_eq!(flows.iter().map(|f| f.bytes).collect::<Vec<_>>(), [1, 2]);
 
-    // A zero-length value: netflow_parser 1.0.6 silently drops that record and the rest of the
-    // set. We count the records the set holds, so the loss is reported.
+    // A zero-length value (RFC 7011 §7 allows it). netflow_parser 1.0.6 silently dropped that
+    // record and the rest of the set (the reference decoder counts it as malformed); the new
+    // decoder reads all three records.
     let records = [
         varlen_record(b"ether1", 1),
         varlen_record(b"", 2),
@@ -549,8 +550,8 @@ fn variable_length_fields_decode_and_a_zero_length_value_is_a_counted_loss() {
     ]
     .concat();
     let (flows, report) = decode(&mut d, EXPORTER_A, &ipfix(0, &[set(302, &records)]));
-    assert!(flows.len() < 3);
-    assert_eq!(report.malformed, 1, "{report:?}");
+    assert_eq!(report.malformed, 0, "{report:?}");
+    assert_eq!(flows.iter().map(|f| f.bytes).collect::<Vec<_>>(), [1, 2, 3]);
 }
 
 #[test]
@@ -587,4 +588,268 @@ fn zero_length_set_header_in_the_middle_is_malformed() {
     let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
     assert_eq!(flows.len(), 1);
     assert_eq!(report.malformed, 1);
+}
+
+/// The flow a record of the hand-made IPFIX datagrams below decodes to, apart from its own
+/// fields: exporter A, export time 1_700_000_000 s, received at 42.
+fn ipfix_flow() -> Flow {
+    Flow {
+        flow_type: FlowType::Ipfix,
+        sampler: Some("192.0.2.1".parse().unwrap()),
+        time_flow_start_ns: 1_700_000_000_000_000_000,
+        time_flow_end_ns: 1_700_000_000_000_000_000,
+        time_received_ns: 42,
+        ..Flow::default()
+    }
+}
+
+#[test]
+fn ipfix_variable_length_short_long_zero_and_enterprise_fields() {
+    #[rustfmt::skip]
+    let dgram = [
+        0x00, 0x0a,             // version 10
+        0x00, 0x57,             // message length 87
+        0x65, 0x53, 0xf1, 0x00, // export time 1700000000
+        0x00, 0x00, 0x00, 0x01, // sequence
+        0x00, 0x00, 0x00, 0x00, // observation domain 0
+        // template set
+        0x00, 0x02,             // set id 2 (templates)
+        0x00, 0x20,             // set length 32
+        0x01, 0x00,             // template id 256
+        0x00, 0x05,             // 5 fields
+        0x00, 0x08, 0x00, 0x04, // IE 8 sourceIPv4Address, 4 bytes
+        0x00, 0x52, 0xff, 0xff, // IE 82 interfaceName, variable length
+        0x80, 0x0c, 0xff, 0xff, // enterprise bit + element 12, variable length ...
+        0x00, 0x00, 0x07, 0xdb, // ... PEN 2011
+        0x00, 0x01, 0x00, 0x04, // IE 1 octetDeltaCount, 4 bytes
+        0x00, 0x04, 0x00, 0x01, // IE 4 protocolIdentifier, 1 byte
+        // data set
+        0x01, 0x00,             // set id 256
+        0x00, 0x27,             // set length 39: 4 + 18 + 15 + 2 padding
+        // record 1: short lengths
+        10, 0, 0, 1,            // src 10.0.0.1
+        0x04, b'e', b't', b'h', b'0', // interfaceName: 1-byte length 4, "eth0"
+        0x03, 0xaa, 0xbb, 0xcc, // enterprise value: 1-byte length 3, 3 bytes
+        0x00, 0x00, 0x01, 0x00, // bytes 256
+        0x06,                   // proto TCP
+        // record 2: a zero-length value and a long-form length
+        10, 0, 0, 2,            // src 10.0.0.2
+        0x00,                   // interfaceName: length 0 (no value)
+        0xff, 0x00, 0x02, 0xde, 0xad, // enterprise value: 255, 2-byte length 2, 2 bytes
+        0x00, 0x00, 0x00, 0x40, // bytes 64
+        0x11,                   // proto UDP
+        0x00, 0x00,             // padding: shorter than the 11-byte minimum record
+    ];
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(
+        report,
+        DatagramReport {
+            version: 10,
+            flows: 2,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        flows,
+        [
+            Flow {
+                src_addr: Some("10.0.0.1".parse().unwrap()),
+                proto: Some(6),
+                bytes: 256,
+                ..ipfix_flow()
+            },
+            Flow {
+                src_addr: Some("10.0.0.2".parse().unwrap()),
+                proto: Some(17),
+                bytes: 64,
+                ..ipfix_flow()
+            },
+        ]
+    );
+}
+
+#[test]
+fn v9_variable_length_field_as_h3c_sends_it() {
+    // v9 has no variable-length fields in RFC 3954, but H3C sends IPFIX-style ones (field length
+    // 65535). netflow_parser 1.0.6 refused such a template whole (reference decoder: 1
+    // malformed, then its data counts as missing template).
+    #[rustfmt::skip]
+    let dgram = [
+        0x00, 0x09,             // version 9
+        0x00, 0x02,             // count 2
+        0x00, 0x00, 0x27, 0x10, // sysUptime 10000 ms
+        0x65, 0x53, 0xf1, 0x00, // unix_secs 1700000000
+        0x00, 0x00, 0x00, 0x01, // sequence
+        0x00, 0x00, 0x00, 0x07, // source id 7
+        // template flowset
+        0x00, 0x00,             // flowset id 0 (templates)
+        0x00, 0x1c,             // length 28
+        0x01, 0x2c,             // template id 300
+        0x00, 0x05,             // 5 fields
+        0x00, 0x08, 0x00, 0x04, // IE 8 IPV4_SRC_ADDR, 4 bytes
+        0x00, 0x0c, 0x00, 0x04, // IE 12 IPV4_DST_ADDR, 4 bytes
+        0x00, 0x52, 0xff, 0xff, // IE 82 IF_NAME, variable length
+        0x00, 0x02, 0x00, 0x04, // IE 2 IN_PKTS, 4 bytes
+        0x00, 0x01, 0x00, 0x04, // IE 1 IN_BYTES, 4 bytes
+        // data flowset
+        0x01, 0x2c,             // flowset id 300
+        0x00, 0x2b,             // length 43: 4 + 22 + 17
+        // record 1: long-form length
+        10, 1, 1, 1,            // src
+        10, 1, 1, 2,            // dst
+        0xff, 0x00, 0x03, b'G', b'E', b'1', // IF_NAME: 255, 2-byte length 3, "GE1"
+        0x00, 0x00, 0x00, 0x03, // packets 3
+        0x00, 0x00, 0x00, 0x96, // bytes 150
+        // record 2: zero-length value
+        10, 1, 1, 3,            // src
+        10, 1, 1, 4,            // dst
+        0x00,                   // IF_NAME: length 0
+        0x00, 0x00, 0x00, 0x01, // packets 1
+        0x00, 0x00, 0x00, 0x28, // bytes 40
+    ];
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!(
+        report,
+        DatagramReport {
+            version: 9,
+            flows: 2,
+            ..Default::default()
+        }
+    );
+    let base = Flow {
+        flow_type: FlowType::NetflowV9,
+        observation_domain: 7,
+        ..ipfix_flow()
+    };
+    assert_eq!(
+        flows,
+        [
+            Flow {
+                src_addr: Some("10.1.1.1".parse().unwrap()),
+                dst_addr: Some("10.1.1.2".parse().unwrap()),
+                packets: 3,
+                bytes: 150,
+                ..base
+            },
+            Flow {
+                src_addr: Some("10.1.1.3".parse().unwrap()),
+                dst_addr: Some("10.1.1.4".parse().unwrap()),
+                packets: 1,
+                bytes: 40,
+                ..base
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_variable_length_record_cut_by_its_set_end_costs_only_itself() {
+    #[rustfmt::skip]
+    let data = [
+        10, 0, 0, 1,            // record 1: src
+        0x02, b'e', b'1',       // interfaceName "e1"
+        0x00, 0x00, 0x00, 0x07, // bytes 7
+        10, 0, 0, 2,            // record 2: src
+        0x14, b'e', b't', b'h', b'0', // interfaceName announcing 20 bytes, 4 left in the set
+    ];
+    let dgram = ipfix(0, &[set(2, &template(302, VARLEN)), set(302, &data)]);
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!((flows.len(), report.malformed), (1, 1), "{report:?}");
+    assert_eq!(
+        flows[0],
+        Flow {
+            src_addr: Some("10.0.0.1".parse().unwrap()),
+            bytes: 7,
+            ..ipfix_flow()
+        }
+    );
+}
+
+#[test]
+fn variable_length_sets_with_more_than_1024_records_decode_whole() {
+    // netflow_parser 1.0.6 stops at 1024 records per set; the reference decoder can only split
+    // fixed-length sets to work around it.
+    let data: Vec<u8> = (0..2000u32).flat_map(|i| varlen_record(b"e1", i)).collect();
+    let dgram = ipfix(0, &[set(2, &template(302, VARLEN)), set(302, &data)]);
+    let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
+    assert_eq!((flows.len(), report.malformed), (2000, 0), "{report:?}");
+    assert_eq!(flows[1999].bytes, 1999);
+}
+
+#[test]
+fn ipfix_withdrawal_forgets_the_template() {
+    let mut d = decoder();
+    let data = set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 100, 1));
+    let (flows, _) = decode(
+        &mut d,
+        EXPORTER_A,
+        &ipfix(0, &[set(2, &template(256, BASIC)), data.clone()]),
+    );
+    assert_eq!(flows.len(), 1);
+    // Template 256, field count 0: withdrawn (RFC 7011 §8.1); a withdrawal is not malformed.
+    let (flows, report) = decode(
+        &mut d,
+        EXPORTER_A,
+        &ipfix(0, &[set(2, &[0x01, 0x00, 0x00, 0x00]), data]),
+    );
+    assert!(flows.is_empty());
+    assert_eq!((report.malformed, report.missing_template), (0, 1));
+    assert_eq!(
+        d.templates_per_exporter(),
+        [("192.0.2.1".parse().unwrap(), 0)]
+    );
+}
+
+#[test]
+fn template_limits_evict_the_least_recently_used_and_prune_forgets_scopes() {
+    let mut d = NetflowDecoder::new(DecoderLimits {
+        max_templates: 2,
+        max_exporters: 1,
+        ..DecoderLimits::default()
+    });
+    let data = |id| set(id, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1));
+    decode(&mut d, EXPORTER_A, &v9(0, &[set(0, &template(256, BASIC))]));
+    decode(&mut d, EXPORTER_A, &v9(0, &[set(0, &template(257, BASIC))]));
+    decode(&mut d, EXPORTER_A, &v9(0, &[data(256)])); // 257 is now the least recently used
+    decode(&mut d, EXPORTER_A, &v9(0, &[set(0, &template(258, BASIC))]));
+    let (_, r) = decode(
+        &mut d,
+        EXPORTER_A,
+        &v9(0, &[data(256), data(257), data(258)]),
+    );
+    assert_eq!((r.flows, r.missing_template), (2, 1));
+    // A second scope evicts the first (max_exporters 1).
+    decode(&mut d, EXPORTER_B, &v9(0, &[set(0, &template(256, BASIC))]));
+    let (_, r) = decode(&mut d, EXPORTER_A, &v9(0, &[data(256)]));
+    assert_eq!(r.missing_template, 1);
+    assert_eq!(
+        d.templates_per_exporter(),
+        [("192.0.2.2".parse().unwrap(), 1)]
+    );
+    assert_eq!(d.prune_idle(Duration::ZERO), 1);
+    assert!(d.templates_per_exporter().is_empty());
+}
+
+#[test]
+fn a_template_older_than_its_ttl_is_forgotten() {
+    let mut d = NetflowDecoder::new(DecoderLimits {
+        template_ttl: Duration::from_millis(1),
+        ..DecoderLimits::default()
+    });
+    let data = set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1));
+    // Template and data in one datagram: the template is fresh.
+    let (flows, _) = decode(
+        &mut d,
+        EXPORTER_A,
+        &v9(0, &[set(0, &template(256, BASIC)), data.clone()]),
+    );
+    assert_eq!(flows.len(), 1);
+    std::thread::sleep(Duration::from_millis(5));
+    let (flows, report) = decode(&mut d, EXPORTER_A, &v9(0, &[data]));
+    assert!(flows.is_empty());
+    assert_eq!(report.missing_template, 1);
+    assert_eq!(
+        d.templates_per_exporter(),
+        [("192.0.2.1".parse().unwrap(), 0)]
+    );
 }

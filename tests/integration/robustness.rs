@@ -58,6 +58,8 @@ fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() 
             "malformed_datagram",
         ),
         (
+            // Not an error (RFC 7011 §7 allows it): its 3 records decode. netflow_parser 1.0.6
+            // lost the rest of the set here, which was counted as malformed.
             "zero-length variable-length value",
             ipfix(
                 0,
@@ -66,7 +68,7 @@ fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() 
                     set(302, &[varlen(b"a"), varlen(b""), varlen(b"c")].concat()),
                 ],
             ),
-            "malformed_datagram",
+            "",
         ),
         (
             "variable length 65535 past the datagram",
@@ -101,7 +103,9 @@ fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() 
     for (what, datagram, kind) in &cases {
         sock.send_to(datagram, target).unwrap();
         sent += 1.0;
-        *expected.entry(kind).or_default() += 1.0;
+        if !kind.is_empty() {
+            *expected.entry(kind).or_default() += 1.0;
+        }
         let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
             family(m, "goflow_exporter_datagrams_total")
                 .values()
@@ -112,10 +116,12 @@ fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() 
             assert_eq!(errors(&m, k), *n, "after {what}: {k}");
         }
     }
-    // Still decoding, exactly: one good flow of 4242 bytes.
+    // Still decoding, exactly: one good flow of 4242 bytes; and the 3 variable-length records
+    // of 1 byte each from 10.0.0.1 (the record cut at 65535 is not a flow).
     sock.send_to(&good(4242), target).unwrap();
     exporter.scrape_until(Duration::from_secs(10), |m| {
         m.get(r#"goflow_bytes_by_src_addr_total{src_addr="10.9.9.9"}"#) == Some(&(4242.0 + 1.0))
+            && m.get(r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.1"}"#) == Some(&3.0)
     });
 }
 
@@ -265,7 +271,16 @@ fn flow_times_far_in_the_future_or_past_do_not_break_active_flows() {
 /// recovers. Prints the figures recorded in BENCHMARKS.md.
 #[test]
 fn overload_is_visible_and_recovers() {
-    let exporter = Exporter::start(&["--stdin", "off", "--listen", "netflow://127.0.0.1:0"]);
+    // A small receive buffer: with the default 32 MiB the collector keeps up with one sender
+    // thread on loopback, and this test is about what happens when it cannot.
+    let exporter = Exporter::start(&[
+        "--stdin",
+        "off",
+        "--listen",
+        "netflow://127.0.0.1:0",
+        "--rcvbuf",
+        "65536",
+    ]);
     let target = exporter.udp_addr();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     // 30 records per datagram, like a busy router.
