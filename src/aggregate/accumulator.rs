@@ -85,10 +85,12 @@ impl Accumulator {
         &mut self.delta
     }
 
-    /// Whether [`SHIP_EVERY`] has passed since the last shipment.
+    /// Whether [`SHIP_EVERY`] has passed since the last shipment, or the delta's address tables
+    /// have outgrown the CPU cache (many distinct addresses: folding more flows into them gains
+    /// nothing, and every insert would miss the cache).
     #[inline]
     pub fn due(&self, now: Instant) -> bool {
-        now.duration_since(self.last_ship) >= SHIP_EVERY
+        self.delta.is_large() || now.duration_since(self.last_ship) >= SHIP_EVERY
     }
 
     /// Ships the delta when it is [`due`](Self::due). Never waits.
@@ -203,7 +205,7 @@ mod tests {
         while let Ok(s) = rx.try_recv() {
             n += s.delta.by_sampler_type.values().map(|c| c[0]).sum::<u64>();
             let mut d = s.delta;
-            d.clear();
+            d.clear(d.sizes());
             let _ = s.reply.try_send(d);
         }
         n

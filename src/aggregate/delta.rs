@@ -24,11 +24,19 @@ use crate::sampling::SamplingPolicy;
 /// (exact totals, bounded memory while the publisher is behind).
 pub const DELTA_MAX_ADDRESSES: usize = 1 << 20;
 
+/// Distinct addresses per table past which a delta is shipped early, so that its tables stay in a
+/// core's cache (4k entries of ~40 bytes). Measured with random addresses (`benches/flood.rs`,
+/// one core): 2.6 M flows/s without an early shipment, 4.8 M with it at 4k, 5.0 M at 1k.
+pub const CACHE_ADDRESSES: usize = 4 * 1024;
+
 /// Flow keys one delta carries for the active-flows gauge; beyond it they count as overflow.
 pub const DELTA_MAX_ACTIVE_KEYS: usize = 1 << 21;
 
 /// Index of "protocol unknown" in [`Delta::by_protocol`].
 const NO_PROTOCOL: usize = 256;
+
+/// A run of flows with one (sampler, flow type): [flows, bytes, packets, last rate].
+type SamplerRun = ((Option<IpAddr>, FlowType), [u64; 4]);
 
 /// The per-flow rules every input applies: shared, read-only, cloned into each input.
 #[derive(Debug, Clone)]
@@ -90,6 +98,12 @@ impl Delta {
         self.dirty
     }
 
+    /// Whether the address tables hold more keys than fit in a CPU cache ([`CACHE_ADDRESSES`]).
+    #[inline]
+    pub fn is_large(&self) -> bool {
+        self.by_src.len().max(self.by_dst.len()) >= CACHE_ADDRESSES
+    }
+
     /// Counts a batch of flows. The hot path: per flow, two lookups in address tables, one in a
     /// tiny sampler table, an array index for the protocol and a fingerprint for active flows.
     pub fn record(&mut self, flows: &[Flow], policy: &FlowPolicy) {
@@ -97,7 +111,10 @@ impl Delta {
             return;
         }
         self.dirty = true;
-        // Most batches come from one sampler: its active-flows index is looked up once.
+        // The flows of one datagram share their sampler and type: each run of them is summed
+        // here and added to the sampler table once, and the sampler's active-flows index is
+        // looked up once.
+        let mut run: Option<SamplerRun> = None;
         let mut sampler_index: Option<(Option<IpAddr>, u32)> = None;
         for flow in flows {
             let (rate, known) = policy.sampling.resolve(flow.sampler, flow.sampling_rate);
@@ -105,12 +122,18 @@ impl Delta {
             let bytes = flow.bytes.saturating_mul(rate);
             let packets = flow.packets.saturating_mul(rate);
 
-            let st = self
-                .by_sampler_type
-                .entry((flow.sampler, flow.flow_type))
-                .or_insert([0; 4]);
-            add(&mut st[..3], &[1, bytes, packets]);
-            st[3] = rate;
+            let key = (flow.sampler, flow.flow_type);
+            match &mut run {
+                Some((k, sums)) if *k == key => {
+                    add(&mut sums[..3], &[1, bytes, packets]);
+                    sums[3] = rate;
+                }
+                _ => {
+                    if let Some(done) = run.replace((key, [1, bytes, packets, rate])) {
+                        self.add_sampler_run(done);
+                    }
+                }
+            }
             let proto = flow.proto.map_or(NO_PROTOCOL, usize::from);
             add(&mut self.by_protocol[proto], &[1, bytes, packets]);
             let src = policy.addresses.key(flow.src_addr);
@@ -146,6 +169,15 @@ impl Delta {
             ));
             self.active.push((fingerprint, index));
         }
+        if let Some(done) = run {
+            self.add_sampler_run(done);
+        }
+    }
+
+    fn add_sampler_run(&mut self, (key, sums): SamplerRun) {
+        let cell = self.by_sampler_type.entry(key).or_insert([0; 4]);
+        add(&mut cell[..3], &sums[..3]);
+        cell[3] = sums[3];
     }
 
     fn sampler_index(&mut self, sampler: Option<IpAddr>) -> u32 {
@@ -198,20 +230,25 @@ impl Delta {
         self.receive_gap_max_ns = self.receive_gap_max_ns.max(ns);
     }
 
-    /// Empties the delta for reuse, keeping table capacity unless a burst left it far larger than
-    /// what was last used.
-    pub fn clear(&mut self) {
-        shrink_if_oversized(&mut self.by_src);
-        shrink_if_oversized(&mut self.by_dst);
+    /// What the tables held before they were drained: the size to keep for the next round.
+    pub(crate) fn sizes(&self) -> [usize; 3] {
+        [self.by_src.len(), self.by_dst.len(), self.active.len()]
+    }
+
+    /// Empties the delta for reuse. Tables keep their capacity (no regrowth next round), unless
+    /// a burst left one far larger than `sizes` (from [`Delta::sizes`] before draining) needs.
+    pub fn clear(&mut self, sizes: [usize; 3]) {
         self.by_src.clear();
         self.by_dst.clear();
+        shrink_if_oversized(&mut self.by_src, sizes[0]);
+        shrink_if_oversized(&mut self.by_dst, sizes[1]);
+        if self.active.capacity() > 4 * sizes[2].max(1 << 16) {
+            self.active = Vec::with_capacity(sizes[2]);
+        }
+        self.active.clear();
         self.by_sampler_type.clear();
         self.exporters.clear();
         self.by_protocol.iter_mut().for_each(|c| *c = [0; 3]);
-        if self.active.capacity() > 4 * self.active.len().max(1 << 16) {
-            self.active.shrink_to(self.active.len());
-        }
-        self.active.clear();
         self.active_samplers.clear();
         self.templates = None;
         self.src_other = [0; 2];
@@ -249,8 +286,9 @@ fn add(cells: &mut [u64], values: &[u64]) {
     }
 }
 
-fn shrink_if_oversized<K: std::hash::Hash + Eq, V>(table: &mut HashMap<K, V>) {
-    if table.capacity() > 1 << 16 && table.len() < table.capacity() / 8 {
-        table.shrink_to(table.len() * 2);
+/// Releases a table that grew far past what the last round used (after a burst).
+fn shrink_if_oversized<K: std::hash::Hash + Eq, V>(table: &mut HashMap<K, V>, used: usize) {
+    if table.capacity() > 1 << 16 && used < table.capacity() / 8 {
+        table.shrink_to(used * 2);
     }
 }

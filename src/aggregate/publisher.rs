@@ -367,6 +367,7 @@ impl Aggregator {
     /// Folds an input's delta in at monotonic second `now`, leaving the delta empty. `input`
     /// identifies the sender for its templates snapshot.
     pub fn merge(&mut self, delta: &mut Delta, now: u64, input: usize) {
+        let sizes = delta.sizes();
         self.merge_sampler_types(delta, now);
         self.merge_protocols(delta, now);
         merge_addresses(
@@ -394,7 +395,7 @@ impl Aggregator {
             self.exporters.snapshots.insert(input, snapshot);
         }
         self.inputs.merge(delta);
-        delta.clear();
+        delta.clear(sizes);
     }
 
     fn merge_sampler_types(&mut self, delta: &mut Delta, now: u64) {
