@@ -88,11 +88,22 @@ impl AddrPolicy {
 pub trait Slot {
     /// Moves pending deltas into the registry.
     fn flush(&mut self);
+    /// What has been added to each counter handle so far.
+    fn published(&self) -> Published;
+    /// Takes over what the previous holder of the same series had published.
+    fn resume(&mut self, published: Published);
 }
 
+/// What a label set has added to each of its counters (up to three; unused ones 0).
+pub type Published = [u64; 3];
+
 /// Pending deltas plus the cached counter handles of one label set.
+///
+/// A counter must never go backwards, and the registry's counters wrap at 2⁶⁴: each cell keeps
+/// what it has added to each handle and stops at `u64::MAX` (saturates) instead of wrapping.
 pub struct Cell<const N: usize> {
     pending: [u64; N],
+    published: [u64; N],
     handles: [Counter; N],
 }
 
@@ -100,6 +111,7 @@ impl<const N: usize> Cell<N> {
     pub fn new(handles: [Counter; N]) -> Self {
         Cell {
             pending: [0; N],
+            published: [0; N],
             handles,
         }
     }
@@ -114,11 +126,32 @@ impl<const N: usize> Cell<N> {
 
 impl<const N: usize> Slot for Cell<N> {
     fn flush(&mut self) {
-        for (p, h) in self.pending.iter_mut().zip(&self.handles) {
-            if *p != 0 {
-                h.increment(*p);
-                *p = 0;
+        for ((p, total), h) in self
+            .pending
+            .iter_mut()
+            .zip(&mut self.published)
+            .zip(&self.handles)
+        {
+            let add = (*p).min(u64::MAX - *total);
+            if add != 0 {
+                h.increment(add);
+                *total += add;
             }
+            *p = 0;
+        }
+    }
+
+    fn published(&self) -> Published {
+        let mut out = [0; 3];
+        for (o, p) in out.iter_mut().zip(self.published) {
+            *o = p;
+        }
+        out
+    }
+
+    fn resume(&mut self, published: Published) {
+        for (p, o) in self.published.iter_mut().zip(published) {
+            *p = o;
         }
     }
 }
@@ -144,6 +177,14 @@ pub struct Family<K, V> {
     entries: HashMap<K, Entry<V>>,
     /// The `other` label set, outside the cap.
     other: Option<Entry<V>>,
+    /// Label sets dropped while the registry may still hold their series (it removes an idle
+    /// series at the first render after the TTL plus [`EXPIRY_MARGIN`]): what they had published,
+    /// and when they were dropped. A label set that comes back in that time continues its
+    /// series, so saturation bookkeeping continues too. At most one TTL's worth of the cap.
+    ///
+    /// [`EXPIRY_MARGIN`]: crate::telemetry::EXPIRY_MARGIN
+    dropped: HashMap<K, (u64, Published)>,
+    other_dropped: Option<(u64, Published)>,
     overflow_pending: u64,
     /// `goflow_metric_overflow_total` and `goflow_metric_series` of each metric of the family.
     overflow: Vec<Counter>,
@@ -158,6 +199,8 @@ impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
             limits,
             entries: HashMap::new(),
             other: None,
+            dropped: HashMap::new(),
+            other_dropped: None,
             overflow_pending: 0,
             overflow: metrics
                 .iter()
@@ -187,29 +230,33 @@ impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
             return &mut e.slot;
         }
         if self.entries.len() < self.limits.cap {
-            let slot = create(&key);
+            let mut slot = create(&key);
+            if let Some((_, published)) = self.dropped.remove(&key) {
+                slot.resume(published);
+            }
             let e = self.entries.entry(key).insert(Entry {
                 slot,
                 last_update: now,
             });
             return &mut e.into_mut().slot;
         }
-        self.overflow_pending += 1;
-        let e = self.other.get_or_insert_with(|| Entry {
-            slot: create_other(),
-            last_update: now,
-        });
-        e.last_update = now;
-        &mut e.slot
+        self.other(now, 1, create_other)
     }
 
     /// The `other` slot (created by `create_other` when absent), for `flows` that were folded
     /// before they reached the family (they count as overflow).
     pub fn other(&mut self, now: u64, flows: u64, create_other: impl FnOnce() -> V) -> &mut V {
         self.overflow_pending += flows;
-        let e = self.other.get_or_insert_with(|| Entry {
-            slot: create_other(),
-            last_update: now,
+        let dropped = &mut self.other_dropped;
+        let e = self.other.get_or_insert_with(|| {
+            let mut slot = create_other();
+            if let Some((_, published)) = dropped.take() {
+                slot.resume(published);
+            }
+            Entry {
+                slot,
+                last_update: now,
+            }
         });
         e.last_update = now;
         &mut e.slot
@@ -217,22 +264,35 @@ impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
 
     /// Flushes every slot, drops label sets idle for `ttl`, and updates the family's gauges.
     /// `visit` sees every slot that stays (after its flush), e.g. to set per-slot gauges.
-    pub fn publish(&mut self, now: u64, mut visit: impl FnMut(&K, &mut V)) {
+    /// `rendered` is when the last render of the registry began: label sets dropped more than
+    /// [`EXPIRY_MARGIN`](crate::telemetry::EXPIRY_MARGIN) before it are gone from the registry.
+    pub fn publish(&mut self, now: u64, rendered: u64, mut visit: impl FnMut(&K, &mut V)) {
         let ttl = self.limits.ttl_secs;
+        let dropped = &mut self.dropped;
         // Flush before dropping: an expiring slot's last deltas are published, never lost.
         self.entries.retain(|k, e| {
             e.slot.flush();
             let keep = now.saturating_sub(e.last_update) < ttl;
             if keep {
                 visit(k, &mut e.slot);
+            } else {
+                dropped.insert(*k, (now, e.slot.published()));
             }
             keep
         });
         if let Some(e) = &mut self.other {
             e.slot.flush();
             if now.saturating_sub(e.last_update) >= ttl {
+                self.other_dropped = Some((now, e.slot.published()));
                 self.other = None;
             }
+        }
+        let gone = |(at, _): &(u64, Published)| {
+            at.saturating_add(crate::telemetry::EXPIRY_MARGIN.as_secs() + 1) <= rendered
+        };
+        self.dropped.retain(|_, d| !gone(d));
+        if self.other_dropped.as_ref().is_some_and(gone) {
+            self.other_dropped = None;
         }
         let series = (self.entries.len() + usize::from(self.other.is_some())) as f64;
         self.series.iter().for_each(|g| g.set(series));
@@ -258,6 +318,9 @@ impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
     pub fn shrink(&mut self) {
         if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
             self.entries.shrink_to_fit();
+        }
+        if self.dropped.capacity() > 64 && self.dropped.len() < self.dropped.capacity() / 4 {
+            self.dropped.shrink_to_fit();
         }
     }
 }

@@ -59,6 +59,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let gzip = accepts_gzip(&headers);
     let rendered = tokio::task::spawn_blocking(move || {
         state.publish();
+        state.publisher.rendering();
         let body = state.registry.render();
         if gzip {
             compress(&body)

@@ -118,9 +118,11 @@ impl Delta {
         let mut sampler_index: Option<(Option<IpAddr>, u32)> = None;
         for flow in flows {
             let (rate, known) = policy.sampling.resolve(flow.sampler, flow.sampling_rate);
+            let Some((bytes, packets)) = plausible(flow, rate) else {
+                self.errors[ErrorType::ImplausibleValue.index()] += 1;
+                continue;
+            };
             self.unknown_rate += u64::from(!known);
-            let bytes = flow.bytes.saturating_mul(rate);
-            let packets = flow.packets.saturating_mul(rate);
 
             let key = (flow.sampler, flow.flow_type);
             match &mut run {
@@ -260,6 +262,33 @@ impl Delta {
         self.receive_gap_max_ns = 0;
         self.dirty = false;
     }
+}
+
+/// Bytes per second of the fastest link a flow can cross: 400 Gb/s.
+pub const MAX_BYTES_PER_SECOND: u64 = 400_000_000_000 / 8;
+/// Packets per second of that link at its smallest frames (84 bytes on the wire).
+pub const MAX_PACKETS_PER_SECOND: u64 = 400_000_000_000 / 8 / 84;
+/// The longest a flow is taken to last: its duration when the record gives one (at least a
+/// second), else an hour (longer than any exporter's active timeout).
+const MAX_FLOW_SECONDS: u64 = 3600;
+
+/// The flow's bytes and packets scaled by `rate`, or `None` when either is more than a 400 Gb/s
+/// link carries in the flow's duration: a record no link can produce (a lying or broken
+/// exporter). Such a record is counted as `implausible_value` and added nowhere, so no counter
+/// can be pushed to its limit by one record; sums of plausible records saturate at the publisher
+/// instead of wrapping.
+#[inline]
+pub fn plausible(flow: &Flow, rate: u64) -> Option<(u64, u64)> {
+    let seconds = match flow.time_flow_end_ns.checked_sub(flow.time_flow_start_ns) {
+        Some(ns) if flow.time_flow_start_ns != 0 => {
+            ns.div_ceil(1_000_000_000).clamp(1, MAX_FLOW_SECONDS)
+        }
+        _ => MAX_FLOW_SECONDS,
+    };
+    let bytes = flow.bytes.checked_mul(rate)?;
+    let packets = flow.packets.checked_mul(rate)?;
+    (bytes <= MAX_BYTES_PER_SECOND * seconds && packets <= MAX_PACKETS_PER_SECOND * seconds)
+        .then_some((bytes, packets))
 }
 
 /// The cell of `key`, or the overflow cell when the table is full and `key` is new.

@@ -25,7 +25,7 @@ use super::accumulator::{Accumulator, Shipment};
 use super::delta::{Delta, FlowPolicy, InputCounts};
 use super::{AggregatorConfig, addr_label};
 use crate::Clock;
-use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Slot};
+use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Published, Slot};
 use crate::flow::{Flow, FlowType};
 use crate::input::ParseErrors;
 use crate::names::protocol_name;
@@ -43,6 +43,14 @@ impl Slot for SamplerCell {
     fn flush(&mut self) {
         self.cell.flush();
         self.rate_gauge.set(self.last_rate as f64);
+    }
+
+    fn published(&self) -> Published {
+        self.cell.published()
+    }
+
+    fn resume(&mut self, published: Published) {
+        self.cell.resume(published);
     }
 }
 
@@ -277,6 +285,8 @@ pub struct Aggregator {
     inputs: InputCounters,
     /// Scratch delta of [`Aggregator::record`].
     scratch: Box<Delta>,
+    /// When (monotonic seconds) the last render of the registry began.
+    rendered: u64,
 }
 
 impl Aggregator {
@@ -346,6 +356,7 @@ impl Aggregator {
                 receive_gap: reg.gauge(t::UDP_RECEIVE_GAP_MAX, &[]),
             },
             scratch: Box::new(Delta::new()),
+            rendered: 0,
             registry,
         }
     }
@@ -471,15 +482,16 @@ impl Aggregator {
     /// Moves every pending value into the registry, expires idle label sets and refreshes the
     /// gauges. The inputs' own counters go last (see [`InputCounters`]).
     pub fn publish(&mut self, now: u64) {
+        let rendered = self.rendered;
         self.active.sweep(now);
-        self.by_sampler_type.publish(now, |_, _| {});
+        self.by_sampler_type.publish(now, rendered, |_, _| {});
         let active = &self.active;
-        self.by_sampler.publish(now, |sampler, cell| {
+        self.by_sampler.publish(now, rendered, |sampler, cell| {
             cell.active_gauge.set(active.active_of(*sampler) as f64);
         });
-        self.by_protocol.publish(now, |_, _| {});
-        self.by_src.publish(now, |_, _| {});
-        self.by_dst.publish(now, |_, _| {});
+        self.by_protocol.publish(now, rendered, |_, _| {});
+        self.by_src.publish(now, rendered, |_, _| {});
+        self.by_dst.publish(now, rendered, |_, _| {});
         for family in [&mut self.by_src, &mut self.by_dst] {
             family.shrink();
         }
@@ -628,6 +640,12 @@ impl Publisher {
         while let Ok(shipment) = inbox.try_recv() {
             self.merge(shipment);
         }
+    }
+
+    /// Notes that a render of the registry begins now (the scrape handler, after publishing).
+    pub fn rendering(&self) {
+        let now = self.clock.now_secs();
+        self.aggregator().rendered = now;
     }
 
     /// Runs `f` on the aggregator (tests).

@@ -181,3 +181,109 @@ fn active_flows_count_distinct_keys_within_the_window() {
     agg.publish(100);
     assert_eq!(active(&registry), 0.0);
 }
+
+/// A flow lasting `seconds` (times set) or of unknown duration (`None`).
+fn timed(bytes: u64, packets: u64, rate: u64, seconds: Option<u64>) -> Flow {
+    let start = 1_700_000_000_000_000_000u64;
+    Flow {
+        bytes,
+        packets,
+        sampling_rate: rate,
+        time_flow_start_ns: seconds.map_or(0, |_| start),
+        time_flow_end_ns: seconds.map_or(0, |s| start + s * 1_000_000_000),
+        ..flow("10.0.0.1", 0)
+    }
+}
+
+#[test]
+fn records_no_link_can_carry_are_implausible() {
+    use crate::aggregate::delta::{MAX_BYTES_PER_SECOND, MAX_PACKETS_PER_SECOND, plausible};
+    let ok = |f: Flow| plausible(&f, f.sampling_rate).is_some();
+    // 400 Gb/s for the flow's duration (at least one second), else for an hour.
+    assert!(ok(timed(MAX_BYTES_PER_SECOND, 1, 1, Some(1))));
+    assert!(!ok(timed(MAX_BYTES_PER_SECOND + 1, 1, 1, Some(1))));
+    assert!(ok(timed(MAX_BYTES_PER_SECOND * 10, 1, 1, Some(10))));
+    assert!(
+        ok(timed(MAX_BYTES_PER_SECOND, 1, 1, Some(0))),
+        "0 s counts as 1 s"
+    );
+    assert!(ok(timed(MAX_BYTES_PER_SECOND * 3600, 1, 1, None)));
+    assert!(!ok(timed(MAX_BYTES_PER_SECOND * 3600 + 1, 1, 1, None)));
+    assert!(
+        !ok(timed(MAX_BYTES_PER_SECOND * 3600 + 1, 1, 1, Some(100_000))),
+        "an hour at most"
+    );
+    assert!(!ok(timed(1, MAX_PACKETS_PER_SECOND + 1, 1, Some(1))));
+    // Scaled by the rate; a product that overflows is implausible, never wrapped.
+    assert!(!ok(timed(u64::MAX / 2, 1, 3, None)));
+    assert!(!ok(timed(u32::MAX.into(), 1, 65_535, None)));
+    assert!(ok(timed(u32::MAX.into(), 1, 1, None)));
+    assert_eq!(
+        plausible(&timed(1500, 3, 10, Some(5)), 10),
+        Some((15_000, 30))
+    );
+}
+
+#[test]
+fn implausible_flows_are_counted_and_added_nowhere() {
+    let (registry, mut agg) = aggregator(AggregatorConfig::default());
+    agg.record(
+        &[
+            timed(u64::MAX, 1, 1, None),
+            flow("10.0.0.1", 100),
+            timed(1 << 63, 1, 1, Some(1)),
+        ],
+        0,
+    );
+    agg.publish(0);
+    let m = scrape(&registry);
+    assert_eq!(
+        m[r#"goflow_parse_errors_total{error_type="implausible_value"}"#],
+        2.0
+    );
+    assert_eq!(
+        m[r#"goflow_flows_total{sampler_address="192.0.2.1",flow_type="IPFIX"}"#],
+        1.0
+    );
+    assert_eq!(
+        m[r#"goflow_bytes_total{sampler_address="192.0.2.1",flow_type="IPFIX"}"#],
+        100.0
+    );
+}
+
+/// Reads one series of the exposition at integer precision (f64 would round near 2^64).
+fn exact(registry: &Registry, series: &str) -> u128 {
+    let text = registry.render();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("{series} in\n{text}"));
+    line.rsplit_once(' ').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn counters_saturate_instead_of_wrapping_even_across_expiry() {
+    let (registry, mut agg) = aggregator(AggregatorConfig {
+        series_ttl_secs: 10,
+        ..AggregatorConfig::default()
+    });
+    let bytes = r#"goflow_bytes_by_src_addr_total{src_addr="10.0.0.1"}"#;
+    // Plausible records (an hour each at 400 Gb/s) add up past 2^64 after ~100,000 of them.
+    let big = timed(super::delta::MAX_BYTES_PER_SECOND * 3600, 1, 1, None);
+    let batch = vec![big; 1000];
+    let mut last = 0u128;
+    for second in 0..120 {
+        agg.record(&batch, second);
+        agg.publish(second);
+        let now = exact(&registry, bytes);
+        assert!(now >= last, "went backwards at {second}: {last} -> {now}");
+        last = now;
+    }
+    assert_eq!(last, u128::from(u64::MAX), "saturated");
+    // Idle past the TTL: the label set is dropped; it comes back while the registry still holds
+    // its series, and the series stays at its ceiling instead of wrapping.
+    agg.publish(200);
+    agg.record(&batch, 201);
+    agg.publish(201);
+    assert_eq!(exact(&registry, bytes), u128::from(u64::MAX));
+}

@@ -36,10 +36,14 @@ pub enum ErrorType {
     /// A decoder panicked on this input (a bug): the input is dropped, the panic logged, and the
     /// input's decoder state (templates) reset; the process goes on.
     DecoderPanic,
+    /// A flow whose bytes or packets, scaled by its sampling rate, are more than any link can
+    /// carry in the flow's duration (see `aggregate::delta::plausible`): not added anywhere, so
+    /// one lying record cannot push a counter to its limit.
+    ImplausibleValue,
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 8] = [
+    pub const ALL: [ErrorType; 9] = [
         ErrorType::LineTooLong,
         ErrorType::InvalidUtf8,
         ErrorType::InvalidJson,
@@ -48,6 +52,7 @@ impl ErrorType {
         ErrorType::UnsupportedVersion,
         ErrorType::MissingTemplate,
         ErrorType::DecoderPanic,
+        ErrorType::ImplausibleValue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +65,7 @@ impl ErrorType {
             ErrorType::UnsupportedVersion => "unsupported_version",
             ErrorType::MissingTemplate => "missing_template",
             ErrorType::DecoderPanic => "decoder_panic",
+            ErrorType::ImplausibleValue => "implausible_value",
         }
     }
 

@@ -207,6 +207,7 @@ fn expected() -> MetricMap {
         ("unsupported_version", 0.0),
         ("missing_template", 0.0),
         ("decoder_panic", 0.0),
+        ("implausible_value", 0.0),
     ] {
         put(
             &format!(r#"goflow_parse_errors_total{{error_type="{error_type}"}}"#),

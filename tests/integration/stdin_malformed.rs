@@ -80,6 +80,7 @@ fn malformed_input_is_counted_and_bounded() {
     let errors = family(&m, "goflow_parse_errors_total");
     let want: Vec<(String, f64)> = [
         ("decoder_panic", 0.0),
+        ("implausible_value", 0.0),
         ("invalid_field", 8.0),
         ("invalid_json", 6.0),
         ("invalid_utf8", 103.0),
