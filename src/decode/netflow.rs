@@ -22,6 +22,7 @@
 //!   size and samplers per scope; idle scopes are pruned on a timer. A datagram without templates
 //!   creates no state at all.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -151,6 +152,8 @@ struct Scope {
     templates: HashMap<u16, Template>,
     sampling: Sampling,
     last_seen: Instant,
+    /// Datagrams seen (saturating): 1 means on probation (see `scope_or_insert`).
+    datagrams: u32,
 }
 
 /// What every set and record of one v9/IPFIX message shares.
@@ -172,6 +175,8 @@ struct Message {
 pub struct NetflowDecoder {
     limits: DecoderLimits,
     scopes: HashMap<ScopeKey, Scope>,
+    /// Scopes in the order they were created, for eviction among those on probation.
+    probation: VecDeque<ScopeKey>,
     /// Datagrams decoded so far: the clock of template LRU eviction (no clock read needed).
     tick: u64,
 }
@@ -181,27 +186,42 @@ impl NetflowDecoder {
         NetflowDecoder {
             limits,
             scopes: HashMap::new(),
+            probation: VecDeque::new(),
             tick: 0,
         }
     }
 
-    /// The scope of `msg`, created if needed; the least recently seen scope makes room.
-    fn scope_or_insert(&mut self, msg: &Message) -> &mut Scope {
-        if !self.scopes.contains_key(&msg.key)
-            && self.scopes.len() >= self.limits.max_exporters.max(1)
-            && let Some(oldest) = self
-                .scopes
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| *k)
-        {
-            self.scopes.remove(&oldest);
+    /// The scope of `msg`, created if needed. When the table is full, only a scope still on
+    /// probation (it has sent one datagram) makes room, oldest first: a flood of spoofed
+    /// sources, one datagram each, churns among themselves and never evicts an exporter that has
+    /// been sending. `None` when every scope is established (the datagram's templates are not
+    /// learned; its exporter's data counts as `missing_template` until a scope frees up).
+    fn scope_or_insert(&mut self, msg: &Message) -> Option<&mut Scope> {
+        let max = self.limits.max_exporters.max(1);
+        if !self.scopes.contains_key(&msg.key) {
+            if self.scopes.len() >= max {
+                let victim = loop {
+                    let key = self.probation.pop_front()?;
+                    if self.scopes.get(&key).is_some_and(|s| s.datagrams <= 1) {
+                        break key;
+                    }
+                };
+                self.scopes.remove(&victim);
+            }
+            if self.probation.len() >= 4 * max {
+                // Keys of scopes since established or gone: dropped, so the queue stays bounded.
+                let scopes = &self.scopes;
+                self.probation
+                    .retain(|k| scopes.get(k).is_some_and(|s| s.datagrams <= 1));
+            }
+            self.probation.push_back(msg.key);
         }
-        self.scopes.entry(msg.key).or_insert_with(|| Scope {
+        Some(self.scopes.entry(msg.key).or_insert_with(|| Scope {
             templates: HashMap::new(),
             sampling: Sampling::default(),
             last_seen: msg.now,
-        })
+            datagrams: 1,
+        }))
     }
 
     /// Reads a v9 (20 bytes) or IPFIX (16 bytes) header; returns the message facts and the bytes
@@ -281,6 +301,7 @@ impl NetflowDecoder {
         self.tick += 1;
         if let Some(scope) = self.scopes.get_mut(&msg.key) {
             scope.last_seen = msg.now;
+            scope.datagrams = scope.datagrams.saturating_add(1);
         }
         while !rest.is_empty() {
             let set_len = be16(rest, 2).map_or(0, usize::from);
@@ -317,7 +338,9 @@ impl NetflowDecoder {
         };
         let limits = self.limits;
         let tick = self.tick;
-        let scope = self.scope_or_insert(msg);
+        let Some(scope) = self.scope_or_insert(msg) else {
+            return;
+        };
         let (mut usable, mut withdrawn) = (0usize, false);
         for record in records {
             match record {
@@ -855,6 +878,13 @@ impl DatagramDecoder for NetflowDecoder {
         let before = self.scopes.len();
         self.scopes
             .retain(|_, s| now.saturating_duration_since(s.last_seen) < idle);
+        let scopes = &self.scopes;
+        self.probation.retain(|k| scopes.contains_key(k));
+        if self.scopes.capacity() > 64 && self.scopes.len() < self.scopes.capacity() / 4 {
+            // Memory of a spoof flood is returned once its scopes have gone idle.
+            self.scopes.shrink_to_fit();
+            self.probation.shrink_to_fit();
+        }
         before - self.scopes.len()
     }
 

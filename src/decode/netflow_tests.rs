@@ -818,16 +818,58 @@ fn template_limits_evict_the_least_recently_used_and_prune_forgets_scopes() {
         &v9(0, &[data(256), data(257), data(258)]),
     );
     assert_eq!((r.flows, r.missing_template), (2, 1));
-    // A second scope evicts the first (max_exporters 1).
+    // The table is full (max_exporters 1) and A has been sending: a newcomer cannot evict it.
     decode(&mut d, EXPORTER_B, &v9(0, &[set(0, &template(256, BASIC))]));
     let (_, r) = decode(&mut d, EXPORTER_A, &v9(0, &[data(256)]));
-    assert_eq!(r.missing_template, 1);
+    assert_eq!((r.flows, r.missing_template), (1, 0));
+    let (_, r) = decode(&mut d, EXPORTER_B, &v9(0, &[data(256)]));
+    assert_eq!(r.missing_template, 1, "B's template was not learned");
     assert_eq!(
         d.templates_per_exporter(),
-        [("192.0.2.2".parse().unwrap(), 1)]
+        [("192.0.2.1".parse().unwrap(), 2)]
     );
     assert_eq!(d.prune_idle(Duration::ZERO), 1);
     assert!(d.templates_per_exporter().is_empty());
+}
+
+/// A spoof flood, one datagram per source, churns among sources on probation: an exporter that
+/// has sent more than one datagram keeps its templates (issue 10, finding 4).
+#[test]
+fn a_flood_of_one_datagram_sources_never_evicts_an_established_exporter() {
+    let mut d = NetflowDecoder::new(DecoderLimits {
+        max_exporters: 10,
+        ..DecoderLimits::default()
+    });
+    let data = set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1));
+    let router = "192.0.2.1:2055";
+    decode(&mut d, router, &v9(0, &[set(0, &template(256, BASIC))]));
+    decode(&mut d, router, &v9(0, &[data.clone()]));
+    for i in 0..10_000u32 {
+        let [_, _, a, b] = i.to_be_bytes();
+        let spoofed = format!("127.1.{a}.{b}:2055");
+        decode(&mut d, &spoofed, &v9(0, &[set(0, &template(256, BASIC))]));
+    }
+    let (_, r) = decode(&mut d, router, &v9(0, &[data]));
+    assert_eq!(
+        (r.flows, r.missing_template),
+        (1, 0),
+        "its template survived"
+    );
+    // The table stayed at its bound: the router and 9 spoofed scopes.
+    assert_eq!(d.templates_per_exporter().len(), 10);
+    // A newcomer still gets in while sources on probation can make room.
+    let (_, r) = decode(
+        &mut d,
+        "192.0.2.9:2055",
+        &v9(
+            0,
+            &[
+                set(0, &template(256, BASIC)),
+                set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1)),
+            ],
+        ),
+    );
+    assert_eq!(r.flows, 1);
 }
 
 #[test]
