@@ -843,7 +843,7 @@ fn a_flood_of_one_datagram_sources_never_evicts_an_established_exporter() {
     let data = set(256, &basic_record([10, 0, 0, 1], [10, 0, 0, 2], 6, 1, 1));
     let router = "192.0.2.1:2055";
     decode(&mut d, router, &v9(0, &[set(0, &template(256, BASIC))]));
-    decode(&mut d, router, &v9(0, &[data.clone()]));
+    decode(&mut d, router, &v9(0, std::slice::from_ref(&data)));
     for i in 0..10_000u32 {
         let [_, _, a, b] = i.to_be_bytes();
         let spoofed = format!("127.1.{a}.{b}:2055");
