@@ -122,6 +122,12 @@ impl<const N: usize> Cell<N> {
             *p = p.saturating_add(v);
         }
     }
+
+    /// Marks the series as updated without changing them, so the registry's idle expiry leaves
+    /// them alone while this cell holds their handles.
+    pub fn keep_alive(&self) {
+        self.handles.iter().for_each(|h| h.increment(0));
+    }
 }
 
 impl<const N: usize> Slot for Cell<N> {

@@ -298,6 +298,7 @@ impl Cli {
                     .unwrap_or(usize::MAX),
                 series_ttl_secs: self.series_ttl.as_secs(),
                 max_exporter_series: max_exporters,
+                router_idle_secs: self.exporter_idle.as_secs(),
             },
         })
     }

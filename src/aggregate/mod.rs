@@ -13,8 +13,10 @@
 //! the channel or the publisher), and a full channel makes the input keep counting, never drop.
 
 pub mod accumulator;
+pub mod active;
 pub mod delta;
 pub mod publisher;
+pub mod routers;
 
 use std::net::IpAddr;
 
@@ -40,9 +42,11 @@ pub struct AggregatorConfig {
     pub max_series_per_metric: usize,
     /// Seconds without an update before a label set is dropped (`--series-ttl`).
     pub series_ttl_secs: u64,
-    /// Exporters with their own per-exporter self-metric series (`--max-exporters`); more are
-    /// counted under `other`.
+    /// Routers with `sampler_address` labels of their own, shared by every family, socket and
+    /// input (`--max-exporters`); more are counted under `other`.
     pub max_exporter_series: usize,
+    /// A router silent for this long loses its labels (`--exporter-idle`), in seconds.
+    pub router_idle_secs: u64,
 }
 
 impl Default for AggregatorConfig {
@@ -55,6 +59,7 @@ impl Default for AggregatorConfig {
             max_series_per_metric: DEFAULT_MAX_SERIES_PER_METRIC,
             series_ttl_secs: 15 * 60,
             max_exporter_series: 1000,
+            router_idle_secs: 3600,
         }
     }
 }

@@ -10,20 +10,20 @@
 //! [`Publisher`]'s mutex: socket threads never take that lock, so registering series, sweeping
 //! active flows or rendering cannot hold up receiving.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hashbrown::{DefaultHashBuilder, HashMap};
+use hashbrown::DefaultHashBuilder;
 use metrics::{Counter, Gauge};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
+use super::AggregatorConfig;
 use super::accumulator::{Accumulator, Shipment};
+use super::active::ActiveFlows;
 use super::delta::{Delta, FlowPolicy, InputCounts};
-use super::{AggregatorConfig, addr_label};
+use super::routers::{Router, Routers};
 use crate::Clock;
 use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Published, Slot};
 use crate::flow::{Flow, FlowType};
@@ -52,176 +52,6 @@ impl Slot for SamplerCell {
     fn resume(&mut self, published: Published) {
         self.cell.resume(published);
     }
-}
-
-/// Distinct active 5-tuples per sampler, bounded by a key cap.
-///
-/// A key is stored as the 64-bit fingerprint the input computed of (sampler, src, dst, ports,
-/// protocol) with a small sampler index: 16 bytes per tracked flow instead of ~70, so the default
-/// million keys fit in about 35 MiB. Two distinct keys share a fingerprint with probability
-/// ~n²/2⁶⁵ (about 3·10⁻⁸ at a million keys): negligible for a gauge.
-///
-/// Times are the publisher's monotonic seconds (when a flow was *merged*, within a shipment
-/// period of its arrival), never the flow's own timestamps, so exporter clock jumps cannot break
-/// the gauge.
-struct ActiveFlows {
-    window_secs: u64,
-    max_keys: usize,
-    /// fingerprint → (last seen, sampler index)
-    last_seen: HashMap<u64, (u32, u32)>,
-    samplers: HashMap<Option<IpAddr>, u32>,
-    sampler_list: Vec<Option<IpAddr>>,
-    overflow_pending: u64,
-    overflow: Counter,
-    /// Per-sampler counts of the last sweep, by sampler index.
-    counts: Vec<u64>,
-    /// Scratch: the delta's sampler indexes mapped to ours.
-    remap: Vec<u32>,
-}
-
-impl ActiveFlows {
-    fn merge(&mut self, delta: &Delta, now: u64) {
-        self.overflow_pending += delta.active_dropped;
-        self.remap.clear();
-        for sampler in &delta.active_samplers {
-            let i = match self.samplers.get(sampler) {
-                Some(i) => *i,
-                None => {
-                    let i = u32::try_from(self.sampler_list.len()).unwrap_or(u32::MAX);
-                    self.samplers.insert(*sampler, i);
-                    self.sampler_list.push(*sampler);
-                    i
-                }
-            };
-            self.remap.push(i);
-        }
-        let now = u32::try_from(now).unwrap_or(u32::MAX);
-        for &(fingerprint, local) in &delta.active {
-            if let Some(seen) = self.last_seen.get_mut(&fingerprint) {
-                seen.0 = now;
-            } else if self.last_seen.len() >= self.max_keys {
-                // Keys are freed by the sweep in `publish`; until then new keys are counted, not
-                // tracked, so memory stays bounded.
-                self.overflow_pending += 1;
-            } else {
-                let index = self.remap.get(local as usize).copied().unwrap_or(u32::MAX);
-                self.last_seen.insert(fingerprint, (now, index));
-            }
-        }
-    }
-
-    /// Drops keys older than the window and counts the rest per sampler.
-    fn sweep(&mut self, now: u64) {
-        let window = self.window_secs;
-        let now = u32::try_from(now).unwrap_or(u32::MAX);
-        self.counts.clear();
-        self.counts.resize(self.sampler_list.len(), 0);
-        let counts = &mut self.counts;
-        self.last_seen.retain(|_, (seen, sampler)| {
-            let keep = u64::from(now.saturating_sub(*seen)) < window;
-            if keep && let Some(c) = counts.get_mut(*sampler as usize) {
-                *c += 1;
-            }
-            keep
-        });
-        if self.last_seen.capacity() > 1024 && self.last_seen.len() < self.last_seen.capacity() / 4
-        {
-            self.last_seen.shrink_to_fit();
-        }
-        if self.last_seen.is_empty() {
-            // Forget sampler indexes too, or spoofed samplers would grow the table forever.
-            self.samplers.clear();
-            self.sampler_list.clear();
-            self.counts.clear();
-        }
-        if self.overflow_pending != 0 {
-            self.overflow.increment(self.overflow_pending);
-            self.overflow_pending = 0;
-        }
-    }
-
-    fn active_of(&self, sampler: Option<IpAddr>) -> u64 {
-        self.samplers
-            .get(&sampler)
-            .and_then(|i| self.counts.get(*i as usize))
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-/// Per-exporter self metrics (datagrams, bytes, templates known), capped at
-/// `max_exporter_series` addresses; more are counted under `other`.
-struct Exporters {
-    max: usize,
-    series: HashMap<IpAddr, Cell<2>>,
-    other: Option<Cell<2>>,
-    templates: HashMap<IpAddr, Gauge>,
-    /// Each input's latest snapshot of templates per exporter, by input slot.
-    snapshots: HashMap<usize, Vec<(IpAddr, usize)>>,
-}
-
-impl Exporters {
-    fn merge(&mut self, registry: &Registry, delta: &mut Delta) {
-        for (ip, values) in delta.exporters.drain() {
-            if !self.series.contains_key(&ip) && self.series.len() < self.max {
-                info!(exporter = %ip, "new exporter");
-                let label = addr_label(Some(ip));
-                self.series.insert(ip, exporter_cell(registry, &label));
-            }
-            let cell = match self.series.get_mut(&ip) {
-                Some(c) => c,
-                None => self.other.get_or_insert_with(|| {
-                    warn!(
-                        max = self.max,
-                        "more exporters than per-exporter series allowed; the rest are counted as sampler_address=\"other\""
-                    );
-                    exporter_cell(registry, "other")
-                }),
-            };
-            cell.add(values);
-        }
-    }
-
-    /// Sets each templates gauge to the sum over the inputs' latest snapshots, in place: a live
-    /// exporter's gauge never reads 0 between two snapshots.
-    fn publish_templates(&mut self, registry: &Registry) {
-        let mut totals: HashMap<IpAddr, usize> = HashMap::new();
-        for (ip, n) in self.snapshots.values().flatten() {
-            *totals.entry(*ip).or_default() += n;
-        }
-        for (ip, gauge) in &self.templates {
-            if !totals.contains_key(ip) {
-                gauge.set(0.0);
-            }
-        }
-        for (ip, n) in totals {
-            if !self.templates.contains_key(&ip) && self.templates.len() >= self.max {
-                continue;
-            }
-            self.templates
-                .entry(ip)
-                .or_insert_with(|| {
-                    let label = addr_label(Some(ip));
-                    registry.gauge(t::EXPORTER_TEMPLATES, &[("sampler_address", &label)])
-                })
-                .set(n as f64);
-        }
-    }
-
-    fn flush(&mut self) {
-        self.series.values_mut().for_each(Slot::flush);
-        if let Some(o) = &mut self.other {
-            o.flush();
-        }
-    }
-}
-
-fn exporter_cell(registry: &Registry, label: &str) -> Cell<2> {
-    let labels = [("sampler_address", label)];
-    Cell::new([
-        registry.counter(t::EXPORTER_DATAGRAMS, &labels),
-        registry.counter(t::EXPORTER_BYTES, &labels),
-    ])
 }
 
 /// The inputs' own counters, flushed after the flows so that a scrape seeing an input's count
@@ -274,14 +104,14 @@ impl InputCounters {
 pub struct Aggregator {
     registry: Arc<Registry>,
     policy: FlowPolicy,
-    by_sampler_type: Family<(Option<IpAddr>, FlowType), Cell<3>>,
+    by_sampler_type: Family<(Router, FlowType), Cell<3>>,
     by_protocol: Family<Option<u8>, Cell<3>>,
     by_src: Family<AddrKey, Cell<2>>,
     by_dst: Family<AddrKey, Cell<2>>,
-    by_sampler: Family<Option<IpAddr>, SamplerCell>,
+    by_sampler: Family<Router, SamplerCell>,
     unknown_rate: Counter,
     active: ActiveFlows,
-    exporters: Exporters,
+    routers: Routers,
     inputs: InputCounters,
     /// Scratch delta of [`Aggregator::record`].
     scratch: Box<Delta>,
@@ -326,24 +156,12 @@ impl Aggregator {
                 limits,
             ),
             unknown_rate: reg.counter(t::UNKNOWN_SAMPLING_RATE, &[]),
-            active: ActiveFlows {
-                window_secs: config.active_window_secs.max(1),
-                max_keys: config.active_max_keys,
-                last_seen: HashMap::new(),
-                samplers: HashMap::new(),
-                sampler_list: Vec::new(),
-                overflow_pending: 0,
-                overflow: reg.counter(t::ACTIVE_FLOWS_OVERFLOW, &[]),
-                counts: Vec::new(),
-                remap: Vec::new(),
-            },
-            exporters: Exporters {
-                max: config.max_exporter_series.max(1),
-                series: HashMap::new(),
-                other: None,
-                templates: HashMap::new(),
-                snapshots: HashMap::new(),
-            },
+            active: ActiveFlows::new(
+                config.active_window_secs,
+                config.active_max_keys,
+                reg.counter(t::ACTIVE_FLOWS_OVERFLOW, &[]),
+            ),
+            routers: Routers::new(config.max_exporter_series, config.router_idle_secs),
             inputs: InputCounters {
                 pending: InputCounts::default(),
                 errors_pending: Default::default(),
@@ -397,13 +215,18 @@ impl Aggregator {
             now,
             AddrFamily::Dst,
         );
-        self.active.merge(delta, now);
+        let (routers, samplers) = (&mut self.routers, &delta.active_samplers);
+        self.active
+            .merge(delta, now, |i| routers.label(samplers[i], now));
         if delta.unknown_rate != 0 {
             self.unknown_rate.increment(delta.unknown_rate);
         }
-        self.exporters.merge(&self.registry, delta);
+        for (ip, values) in delta.exporters.drain() {
+            self.routers
+                .count_datagrams(&self.registry, ip, values, now);
+        }
         if let Some(snapshot) = delta.templates.take() {
-            self.exporters.snapshots.insert(input, snapshot);
+            self.routers.set_templates(input, snapshot);
         }
         self.inputs.merge(delta);
         delta.clear(sizes);
@@ -413,6 +236,7 @@ impl Aggregator {
         let reg = &*self.registry;
         for ((sampler, flow_type), [flows, bytes, packets, rate]) in delta.by_sampler_type.drain() {
             let values = [flows, bytes, packets];
+            let router = self.routers.label(sampler, now);
             let create = |s: &str, ty: &str| {
                 let labels = [("sampler_address", s), ("flow_type", ty)];
                 Cell::new([
@@ -423,9 +247,9 @@ impl Aggregator {
             };
             self.by_sampler_type
                 .slot(
-                    (sampler, flow_type),
+                    (router, flow_type),
                     now,
-                    |(s, ty)| create(&addr_label(*s), ty.as_str()),
+                    |(r, ty)| create(&r.label(), ty.as_str()),
                     || create("other", "other"),
                 )
                 .add(values);
@@ -442,12 +266,9 @@ impl Aggregator {
                     active_gauge: reg.expiring_gauge(t::ACTIVE_FLOWS, &labels),
                 }
             };
-            let cell = self.by_sampler.slot(
-                sampler,
-                now,
-                |s| create(&addr_label(*s)),
-                || create("other"),
-            );
+            let cell =
+                self.by_sampler
+                    .slot(router, now, |r| create(&r.label()), || create("other"));
             cell.cell.add(values);
             cell.last_rate = rate;
         }
@@ -495,8 +316,7 @@ impl Aggregator {
         for family in [&mut self.by_src, &mut self.by_dst] {
             family.shrink();
         }
-        self.exporters.flush();
-        self.exporters.publish_templates(&self.registry);
+        self.routers.publish(&self.registry, now);
         self.inputs.flush();
     }
 }
