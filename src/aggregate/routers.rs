@@ -51,7 +51,8 @@ pub struct Routers {
     max: usize,
     idle_secs: u64,
     table: HashMap<IpAddr, Entry>,
-    other_datagrams: Option<Cell<2>>,
+    /// `goflow_exporter_*_total{sampler_address="other"}` and when it was last counted into.
+    other_datagrams: Option<(Cell<2>, u64)>,
     warned_full: bool,
     /// Each input's latest snapshot of templates per exporter, by input.
     snapshots: HashMap<usize, Vec<(IpAddr, usize)>>,
@@ -113,10 +114,13 @@ impl Routers {
                 e.datagrams
                     .get_or_insert_with(|| datagram_cell(registry, &exporter.to_string()))
             }),
-            Router::Other => Some(
-                self.other_datagrams
-                    .get_or_insert_with(|| datagram_cell(registry, "other")),
-            ),
+            Router::Other => {
+                let (cell, seen) = self
+                    .other_datagrams
+                    .get_or_insert_with(|| (datagram_cell(registry, "other"), now));
+                *seen = now;
+                Some(cell)
+            }
         };
         if let Some(cell) = cell {
             cell.add(values);
@@ -158,9 +162,13 @@ impl Routers {
                 c.keep_alive();
             }
         }
-        if let Some(c) = &mut self.other_datagrams {
+        if let Some((c, seen)) = &mut self.other_datagrams {
             c.flush();
-            c.keep_alive();
+            if now.saturating_sub(*seen) < idle {
+                c.keep_alive();
+            } else {
+                self.other_datagrams = None;
+            }
         }
         self.publish_templates(registry);
         gone

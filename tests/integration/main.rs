@@ -4,6 +4,7 @@
 mod cardinality;
 mod collector;
 mod common;
+mod hostile;
 mod lifecycle;
 mod native_fixtures;
 mod native_flood;
