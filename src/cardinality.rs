@@ -230,42 +230,50 @@ impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
         create: impl FnOnce(&K) -> V,
         create_other: impl FnOnce() -> V,
     ) -> &mut V {
-        if self.entries.contains_key(&key) {
-            let e = self.entries.get_mut(&key).expect("present");
-            e.last_update = now;
-            return &mut e.slot;
-        }
-        if self.entries.len() < self.limits.cap {
-            let mut slot = create(&key);
-            if let Some((_, published)) = self.dropped.remove(&key) {
-                slot.resume(published);
+        let room = self.entries.len() < self.limits.cap;
+        let Family {
+            entries,
+            dropped,
+            other,
+            other_dropped,
+            overflow_pending,
+            ..
+        } = self;
+        // One hash lookup whether the label set exists, is created, or goes to `other`.
+        match entries.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(e) => {
+                let e = e.into_mut();
+                e.last_update = now;
+                &mut e.slot
             }
-            let e = self.entries.entry(key).insert(Entry {
-                slot,
-                last_update: now,
-            });
-            return &mut e.into_mut().slot;
+            hashbrown::hash_map::Entry::Vacant(v) if room => {
+                let mut slot = create(&key);
+                if let Some((_, published)) = dropped.remove(&key) {
+                    slot.resume(published);
+                }
+                let e = v.insert(Entry {
+                    slot,
+                    last_update: now,
+                });
+                &mut e.slot
+            }
+            hashbrown::hash_map::Entry::Vacant(_) => {
+                other_slot(other, other_dropped, overflow_pending, now, 1, create_other)
+            }
         }
-        self.other(now, 1, create_other)
     }
 
     /// The `other` slot (created by `create_other` when absent), for `flows` that were folded
     /// before they reached the family (they count as overflow).
     pub fn other(&mut self, now: u64, flows: u64, create_other: impl FnOnce() -> V) -> &mut V {
-        self.overflow_pending += flows;
-        let dropped = &mut self.other_dropped;
-        let e = self.other.get_or_insert_with(|| {
-            let mut slot = create_other();
-            if let Some((_, published)) = dropped.take() {
-                slot.resume(published);
-            }
-            Entry {
-                slot,
-                last_update: now,
-            }
-        });
-        e.last_update = now;
-        &mut e.slot
+        other_slot(
+            &mut self.other,
+            &mut self.other_dropped,
+            &mut self.overflow_pending,
+            now,
+            flows,
+            create_other,
+        )
     }
 
     /// Flushes every slot, drops label sets idle for `ttl`, and updates the family's gauges.
@@ -329,6 +337,31 @@ impl<K: Hash + Eq + Copy, V: Slot> Family<K, V> {
             self.dropped.shrink_to_fit();
         }
     }
+}
+
+/// The `other` slot of a family (see [`Family::other`]), on the fields it needs, so that
+/// [`Family::slot`] can reach it while it holds an entry of the table.
+fn other_slot<'a, V: Slot>(
+    other: &'a mut Option<Entry<V>>,
+    dropped: &mut Option<(u64, Published)>,
+    overflow_pending: &mut u64,
+    now: u64,
+    flows: u64,
+    create_other: impl FnOnce() -> V,
+) -> &'a mut V {
+    *overflow_pending += flows;
+    let e = other.get_or_insert_with(|| {
+        let mut slot = create_other();
+        if let Some((_, published)) = dropped.take() {
+            slot.resume(published);
+        }
+        Entry {
+            slot,
+            last_update: now,
+        }
+    });
+    e.last_update = now;
+    &mut e.slot
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub const SHIP_EVERY: Duration = Duration::from_millis(100);
 const STUCK: Duration = Duration::from_secs(5);
 
 /// Deltas one input may have in circulation (its own, in the channel, at the publisher).
-const DELTAS_PER_INPUT: usize = 3;
+const DELTAS_PER_INPUT: usize = 16;
 
 /// A delta on its way to the publisher, with the way back to its input.
 pub struct Shipment {
