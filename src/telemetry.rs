@@ -35,6 +35,7 @@ pub const EXPORTER_REJECTED: &str = "goflow_exporter_rejected_total";
 pub const UDP_KERNEL_DROPS: &str = "goflow_udp_kernel_drops_total";
 pub const REPLAY_DATAGRAMS: &str = "goflow_replay_datagrams_total";
 pub const UDP_RECEIVE_GAP_MAX: &str = "goflow_udp_receive_gap_max_seconds";
+pub const PUBLISHER_PANICS: &str = "goflow_publisher_panics_total";
 pub const METRIC_SERIES: &str = "goflow_metric_series";
 pub const METRIC_OVERFLOW: &str = "goflow_metric_overflow_total";
 pub const ACTIVE_FLOWS: &str = "goflow_active_flows";
@@ -184,6 +185,12 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         Kind::Gauge,
         Some(Unit::Seconds),
         "Longest time a UDP socket thread spent away from its socket (decoding and counting one receive batch) since the previous publish.",
+    ),
+    (
+        PUBLISHER_PANICS,
+        Kind::Counter,
+        None,
+        "Merges or publishes of the publisher that panicked (a bug): logged, the step's data dropped, the publisher went on.",
     ),
     (
         METRIC_SERIES,

@@ -376,6 +376,7 @@ pub struct Publisher {
     next_input: AtomicUsize,
     clock: Clock,
     registry: Arc<Registry>,
+    panics: Counter,
 }
 
 impl Publisher {
@@ -389,6 +390,7 @@ impl Publisher {
             outbox,
             next_input: AtomicUsize::new(0),
             clock,
+            panics: registry.counter(t::PUBLISHER_PANICS, &[]),
             registry,
         }
     }
@@ -412,9 +414,32 @@ impl Publisher {
             input,
         } = shipment;
         let now = self.clock.now_secs();
-        self.aggregator().merge(&mut delta, now, input);
-        // Back to its input, cleared, for reuse; an input that is gone drops it.
-        let _ = reply.try_send(delta);
+        let merged = self.guarded("merge", || {
+            self.aggregator().merge(&mut delta, now, input);
+        });
+        if merged {
+            // Back to its input, cleared, for reuse; an input that is gone drops it.
+            let _ = reply.try_send(delta);
+        }
+    }
+
+    /// Runs a step of the publisher; a panic in it (a bug) is logged and counted in
+    /// `goflow_publisher_panics_total` instead of ending the thread, and the step's input is
+    /// dropped (a merge: its delta; a publish: nothing, the next one flushes what was pending).
+    /// Counters never decrease whatever was half done: they only grow. Returns whether `f` ran
+    /// to its end.
+    fn guarded(&self, step: &'static str, f: impl FnOnce()) -> bool {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(()) => true,
+            Err(_) => {
+                tracing::error!(
+                    step,
+                    "the publisher panicked; the step's data was dropped and the publisher goes on (please report)"
+                );
+                self.panics.increment(1);
+                false
+            }
+        }
     }
 
     /// Merges every delta that has arrived (tests and benchmarks; the publisher thread merges as
@@ -432,7 +457,7 @@ impl Publisher {
     pub fn publish(&self) {
         self.drain();
         let now = self.clock.now_secs();
-        self.aggregator().publish(now);
+        self.guarded("publish", || self.aggregator().publish(now));
         self.registry.keepalive();
     }
 
@@ -452,7 +477,7 @@ impl Publisher {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= next_tick {
-                tick();
+                self.guarded("publish", &mut tick);
                 next_tick = Instant::now() + PUBLISH_EVERY;
             }
         }
@@ -471,5 +496,25 @@ impl Publisher {
     /// Runs `f` on the aggregator (tests).
     pub fn with<R>(&self, f: impl FnOnce(&mut Aggregator) -> R) -> R {
         f(&mut self.aggregator())
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_step_is_counted_and_the_publisher_goes_on() {
+        let registry = Arc::new(Registry::new(None));
+        let p = Publisher::new(
+            registry.clone(),
+            AggregatorConfig::default(),
+            Clock::default(),
+        );
+        assert!(!p.guarded("merge", || panic!("a bug")));
+        assert!(p.guarded("publish", || {}));
+        p.publish();
+        let m = crate::testkit::render_map(&registry);
+        assert_eq!(m["goflow_publisher_panics_total"], 1.0);
     }
 }

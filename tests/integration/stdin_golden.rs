@@ -219,6 +219,7 @@ fn expected() -> MetricMap {
     // Input self metrics exist in every mode, so the exposition's shape does not depend on it.
     put("goflow_exporter_rejected_total", 0.0);
     put("goflow_udp_receive_gap_max_seconds", 0.0);
+    put("goflow_publisher_panics_total", 0.0);
     put("goflow_stdin_bytes_total", input_len);
     m
 }

@@ -68,6 +68,7 @@ fn check_file(path: &Path) {
                 && !k.starts_with("goflow_metric_")
                 && !k.starts_with("goflow_replay_")
                 && !k.starts_with("goflow_exporter_rejected")
+                && !k.starts_with("goflow_publisher_panics")
         })
         .map(|(k, v)| (k.clone(), *v))
         .collect();
