@@ -27,7 +27,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Scrapes render on the blocking pool. A few long-lived threads, not one new thread per
+    // scrape after each idle spell: every new thread gets its own malloc arena, so thread churn
+    // shows up as resident memory that never comes back.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(4)
+        .thread_keep_alive(std::time::Duration::from_secs(24 * 3600))
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             error!("cannot start the runtime: {e}");

@@ -29,6 +29,10 @@ pub const DELTA_MAX_ADDRESSES: usize = 1 << 20;
 /// one core): 2.6 M flows/s without an early shipment, 4.8 M with it at 4k, 5.0 M at 1k.
 pub const CACHE_ADDRESSES: usize = 4 * 1024;
 
+/// Samplers (and exporters) one delta tells apart; beyond, they count as `other`. Far above
+/// [`CACHE_ADDRESSES`], at which a delta is shipped: reached only while the publisher is behind.
+pub const DELTA_MAX_SAMPLERS: usize = 1 << 16;
+
 /// Flow keys one delta carries for the active-flows gauge; beyond it they count as overflow.
 pub const DELTA_MAX_ACTIVE_KEYS: usize = 1 << 21;
 
@@ -73,9 +77,15 @@ pub struct Delta {
     /// (fingerprint of the flow key, index into `active_samplers`) per flow.
     pub(crate) active: Vec<(u64, u32)>,
     pub(crate) active_samplers: Vec<Option<IpAddr>>,
+    /// Sampler → its index in `active_samplers`; at most [`DELTA_MAX_SAMPLERS`].
+    sampler_slots: HashMap<Option<IpAddr>, u32>,
+    /// [flows, bytes, packets, rate] by flow type of samplers beyond [`DELTA_MAX_SAMPLERS`].
+    pub(crate) sampler_other: [[u64; 4]; FlowType::ALL.len()],
     pub(crate) active_dropped: u64,
     /// Exporter address → [datagrams, payload bytes].
     pub(crate) exporters: HashMap<IpAddr, [u64; 2]>,
+    /// Datagrams of exporters beyond [`DELTA_MAX_SAMPLERS`].
+    pub(crate) exporters_other: [u64; 2],
     /// Templates known per exporter, from the input's decoder (a full snapshot, when sent).
     pub(crate) templates: Option<Vec<(IpAddr, usize)>>,
     pub(crate) errors: ErrorTally,
@@ -98,10 +108,16 @@ impl Delta {
         self.dirty
     }
 
-    /// Whether the address tables hold more keys than fit in a CPU cache ([`CACHE_ADDRESSES`]).
+    /// Whether the address or sampler tables hold more keys than fit in a CPU cache
+    /// ([`CACHE_ADDRESSES`]).
     #[inline]
     pub fn is_large(&self) -> bool {
-        self.by_src.len().max(self.by_dst.len()) >= CACHE_ADDRESSES
+        self.by_src
+            .len()
+            .max(self.by_dst.len())
+            .max(self.exporters.len())
+            .max(self.sampler_slots.len())
+            >= CACHE_ADDRESSES
     }
 
     /// Counts a batch of flows. The hot path: per flow, two lookups in address tables, one in a
@@ -115,7 +131,8 @@ impl Delta {
         // here and added to the sampler table once, and the sampler's active-flows index is
         // looked up once.
         let mut run: Option<SamplerRun> = None;
-        let mut sampler_index: Option<(Option<IpAddr>, u32)> = None;
+        // (sampler, its slot in this delta; `None` when the delta is full of samplers).
+        let mut slot: Option<(Option<IpAddr>, Option<u32>)> = None;
         for flow in flows {
             let (rate, known) = policy.sampling.resolve(flow.sampler, flow.sampling_rate);
             let Some((bytes, packets)) = plausible(flow, rate) else {
@@ -123,6 +140,14 @@ impl Delta {
                 continue;
             };
             self.unknown_rate += u64::from(!known);
+            let index = match slot {
+                Some((s, i)) if s == flow.sampler => i,
+                _ => {
+                    let i = self.sampler_slot(flow.sampler);
+                    slot = Some((flow.sampler, i));
+                    i
+                }
+            };
 
             let key = (flow.sampler, flow.flow_type);
             match &mut run {
@@ -149,17 +174,9 @@ impl Delta {
                 &[1, bytes],
             );
 
-            if self.active.len() >= DELTA_MAX_ACTIVE_KEYS {
+            let Some(index) = index.filter(|_| self.active.len() < DELTA_MAX_ACTIVE_KEYS) else {
                 self.active_dropped += 1;
                 continue;
-            }
-            let index = match sampler_index {
-                Some((s, i)) if s == flow.sampler => i,
-                _ => {
-                    let i = self.sampler_index(flow.sampler);
-                    sampler_index = Some((flow.sampler, i));
-                    i
-                }
             };
             let fingerprint = policy.hasher.hash_one((
                 flow.sampler,
@@ -176,29 +193,48 @@ impl Delta {
         }
     }
 
-    fn add_sampler_run(&mut self, (key, sums): SamplerRun) {
-        let cell = self.by_sampler_type.entry(key).or_insert([0; 4]);
+    /// Adds a run's sums to its sampler's cell, or to the overflow cell of its flow type when
+    /// the delta holds [`DELTA_MAX_SAMPLERS`] samplers already.
+    fn add_sampler_run(&mut self, ((sampler, flow_type), sums): SamplerRun) {
+        let cell = if self.sampler_slots.contains_key(&sampler) {
+            self.by_sampler_type
+                .entry((sampler, flow_type))
+                .or_insert([0; 4])
+        } else {
+            &mut self.sampler_other[flow_type as usize]
+        };
         add(&mut cell[..3], &sums[..3]);
         cell[3] = sums[3];
     }
 
-    fn sampler_index(&mut self, sampler: Option<IpAddr>) -> u32 {
-        match self.active_samplers.iter().position(|s| *s == sampler) {
-            Some(i) => i as u32,
-            None => {
-                self.active_samplers.push(sampler);
-                (self.active_samplers.len() - 1) as u32
-            }
+    /// The slot of `sampler` in this delta (its index in `active_samplers`), made on first
+    /// sight; `None` once the delta holds [`DELTA_MAX_SAMPLERS`] (a flood of spoofed sources
+    /// while the publisher is behind: the rest count as `other`, memory stays bounded).
+    fn sampler_slot(&mut self, sampler: Option<IpAddr>) -> Option<u32> {
+        if let Some(i) = self.sampler_slots.get(&sampler) {
+            return Some(*i);
         }
+        if self.sampler_slots.len() >= DELTA_MAX_SAMPLERS {
+            return None;
+        }
+        let i = self.active_samplers.len() as u32;
+        self.active_samplers.push(sampler);
+        self.sampler_slots.insert(sampler, i);
+        Some(i)
     }
 
     /// Counts one datagram of `len` bytes from `exporter`.
     pub fn count_datagram(&mut self, exporter: IpAddr, len: usize) {
         self.dirty = true;
-        add(
-            self.exporters.entry(exporter).or_insert([0; 2]),
-            &[1, len as u64],
-        );
+        let cell = if self.exporters.len() < DELTA_MAX_SAMPLERS {
+            self.exporters.entry(exporter).or_insert([0; 2])
+        } else {
+            match self.exporters.get_mut(&exporter) {
+                Some(cell) => cell,
+                None => &mut self.exporters_other,
+            }
+        };
+        add(cell, &[1, len as u64]);
     }
 
     /// Adds a tally of parse errors.
@@ -248,10 +284,18 @@ impl Delta {
             self.active = Vec::with_capacity(sizes[2]);
         }
         self.active.clear();
+        // Tables keyed by sampler or exporter grow only in floods: give the memory back.
         self.by_sampler_type.clear();
         self.exporters.clear();
-        self.by_protocol.iter_mut().for_each(|c| *c = [0; 3]);
+        self.sampler_slots.clear();
         self.active_samplers.clear();
+        shrink_if_oversized(&mut self.by_sampler_type, 64);
+        shrink_if_oversized(&mut self.exporters, 64);
+        shrink_if_oversized(&mut self.sampler_slots, 64);
+        self.active_samplers.shrink_to(64);
+        self.by_protocol.iter_mut().for_each(|c| *c = [0; 3]);
+        self.sampler_other = Default::default();
+        self.exporters_other = [0; 2];
         self.templates = None;
         self.src_other = [0; 2];
         self.dst_other = [0; 2];
@@ -315,9 +359,10 @@ fn add(cells: &mut [u64], values: &[u64]) {
     }
 }
 
-/// Releases a table that grew far past what the last round used (after a burst).
+/// Releases a table that grew far past `used` (after a burst): above 4,096 entries of capacity
+/// and eight times what is used.
 fn shrink_if_oversized<K: std::hash::Hash + Eq, V>(table: &mut HashMap<K, V>, used: usize) {
-    if table.capacity() > 1 << 16 && used < table.capacity() / 8 {
+    if table.capacity() > 4096 && used < table.capacity() / 8 {
         table.shrink_to(used * 2);
     }
 }

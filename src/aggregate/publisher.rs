@@ -223,7 +223,11 @@ impl Aggregator {
         }
         for (ip, values) in delta.exporters.drain() {
             self.routers
-                .count_datagrams(&self.registry, ip, values, now);
+                .count_datagrams(&self.registry, Some(ip), values, now);
+        }
+        if delta.exporters_other[0] != 0 {
+            self.routers
+                .count_datagrams(&self.registry, None, delta.exporters_other, now);
         }
         if let Some(snapshot) = delta.templates.take() {
             self.routers.set_templates(input, snapshot);
@@ -233,45 +237,68 @@ impl Aggregator {
     }
 
     fn merge_sampler_types(&mut self, delta: &mut Delta, now: u64) {
-        let reg = &*self.registry;
-        for ((sampler, flow_type), [flows, bytes, packets, rate]) in delta.by_sampler_type.drain() {
-            let values = [flows, bytes, packets];
-            let router = self.routers.label(sampler, now);
-            let create = |s: &str, ty: &str| {
-                let labels = [("sampler_address", s), ("flow_type", ty)];
-                Cell::new([
-                    reg.expiring_counter(t::FLOWS, &labels),
-                    reg.expiring_counter(t::BYTES, &labels),
-                    reg.expiring_counter(t::PACKETS, &labels),
-                ])
-            };
-            self.by_sampler_type
-                .slot(
-                    (router, flow_type),
-                    now,
-                    |(r, ty)| create(&r.label(), ty.as_str()),
-                    || create("other", "other"),
-                )
-                .add(values);
-            let create = |s: &str| {
-                let labels = [("sampler_address", s)];
-                SamplerCell {
-                    cell: Cell::new([
-                        reg.expiring_counter(t::FLOWS_BY_SAMPLER, &labels),
-                        reg.expiring_counter(t::BYTES_BY_SAMPLER, &labels),
-                        reg.expiring_counter(t::PACKETS_BY_SAMPLER, &labels),
-                    ]),
-                    last_rate: 0,
-                    rate_gauge: reg.expiring_gauge(t::SAMPLING_RATE, &labels),
-                    active_gauge: reg.expiring_gauge(t::ACTIVE_FLOWS, &labels),
-                }
-            };
-            let cell =
-                self.by_sampler
-                    .slot(router, now, |r| create(&r.label()), || create("other"));
-            cell.cell.add(values);
-            cell.last_rate = rate;
+        // Samplers the delta could not tell apart (a flood while the publisher was behind) are
+        // `other` whatever the router table says.
+        let overflow = FlowType::ALL
+            .into_iter()
+            .zip(delta.sampler_other)
+            .filter(|(_, cell)| cell[0] != 0)
+            .map(|(ty, cell)| (Router::Other, ty, cell));
+        let cells: Vec<(Router, FlowType, [u64; 4])> = delta
+            .by_sampler_type
+            .drain()
+            .map(|((sampler, ty), cell)| (self.routers.label(sampler, now), ty, cell))
+            .chain(overflow)
+            .collect();
+        for (router, flow_type, [flows, bytes, packets, rate]) in cells {
+            self.add_sampler_type(router, flow_type, [flows, bytes, packets], rate, now);
         }
+    }
+
+    /// Adds to the (router, flow type) family and to the by-router family.
+    fn add_sampler_type(
+        &mut self,
+        router: Router,
+        flow_type: FlowType,
+        values: [u64; 3],
+        rate: u64,
+        now: u64,
+    ) {
+        let reg = &*self.registry;
+        let create = |s: &str, ty: &str| {
+            let labels = [("sampler_address", s), ("flow_type", ty)];
+            Cell::new([
+                reg.expiring_counter(t::FLOWS, &labels),
+                reg.expiring_counter(t::BYTES, &labels),
+                reg.expiring_counter(t::PACKETS, &labels),
+            ])
+        };
+        self.by_sampler_type
+            .slot(
+                (router, flow_type),
+                now,
+                |(r, ty)| create(&r.label(), ty.as_str()),
+                || create("other", "other"),
+            )
+            .add(values);
+        let create = |s: &str| {
+            let labels = [("sampler_address", s)];
+            SamplerCell {
+                cell: Cell::new([
+                    reg.expiring_counter(t::FLOWS_BY_SAMPLER, &labels),
+                    reg.expiring_counter(t::BYTES_BY_SAMPLER, &labels),
+                    reg.expiring_counter(t::PACKETS_BY_SAMPLER, &labels),
+                ]),
+                last_rate: 0,
+                rate_gauge: reg.expiring_gauge(t::SAMPLING_RATE, &labels),
+                active_gauge: reg.expiring_gauge(t::ACTIVE_FLOWS, &labels),
+            }
+        };
+        let cell = self
+            .by_sampler
+            .slot(router, now, |r| create(&r.label()), || create("other"));
+        cell.cell.add(values);
+        cell.last_rate = rate;
     }
 
     fn merge_protocols(&mut self, delta: &Delta, now: u64) {

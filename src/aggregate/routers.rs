@@ -101,19 +101,25 @@ impl Routers {
         Router::Other
     }
 
-    /// Counts datagrams and payload bytes of `exporter`.
+    /// Counts datagrams and payload bytes of `exporter` (`None`: exporters an input could not
+    /// tell apart in a flood, counted as `other`).
     pub fn count_datagrams(
         &mut self,
         registry: &Registry,
-        exporter: IpAddr,
+        exporter: Option<IpAddr>,
         values: [u64; 2],
         now: u64,
     ) {
-        let cell = match self.label(Some(exporter), now) {
-            Router::Addr(_) => self.table.get_mut(&exporter).map(|e| {
+        let router = match exporter {
+            Some(ip) => self.label(Some(ip), now),
+            None => Router::Other,
+        };
+        let cell = match router {
+            Router::Addr(Some(ip)) => self.table.get_mut(&ip).map(|e| {
                 e.datagrams
-                    .get_or_insert_with(|| datagram_cell(registry, &exporter.to_string()))
+                    .get_or_insert_with(|| datagram_cell(registry, &ip.to_string()))
             }),
+            Router::Addr(None) => None,
             Router::Other => {
                 let (cell, seen) = self
                     .other_datagrams

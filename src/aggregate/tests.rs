@@ -287,3 +287,48 @@ fn counters_saturate_instead_of_wrapping_even_across_expiry() {
     agg.publish(201);
     assert_eq!(exact(&registry, bytes), u128::from(u64::MAX));
 }
+
+/// A flood of samplers while the publisher is behind: one delta tells apart at most
+/// DELTA_MAX_SAMPLERS of them and counts the rest as `other`, so its memory is bounded; the
+/// totals stay exact.
+#[test]
+fn a_delta_holds_a_bounded_number_of_samplers_and_exporters() {
+    use super::delta::{DELTA_MAX_SAMPLERS, Delta};
+    let (registry, mut agg) = aggregator(AggregatorConfig::default());
+    let policy = agg.policy();
+    let mut delta = Delta::new();
+    let n = DELTA_MAX_SAMPLERS + 10;
+    for i in 0..n as u32 {
+        let sampler = std::net::IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        delta.record(
+            &[Flow {
+                sampler: Some(sampler),
+                ..flow("10.0.0.1", 1)
+            }],
+            &policy,
+        );
+        delta.count_datagram(sampler, 100);
+    }
+    assert_eq!(delta.by_sampler_type.len(), DELTA_MAX_SAMPLERS);
+    assert_eq!(delta.exporters.len(), DELTA_MAX_SAMPLERS);
+    assert_eq!(delta.sampler_other[FlowType::Ipfix as usize][0], 10);
+    assert_eq!(delta.exporters_other, [10, 1000]);
+    assert_eq!(delta.active.len(), DELTA_MAX_SAMPLERS);
+    assert_eq!(delta.active_dropped, 10);
+    agg.merge(&mut delta, 0, 0);
+    agg.publish(0);
+    let m = scrape(&registry);
+    let sum = |prefix: &str| -> f64 {
+        m.iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(sum("goflow_flows_total{"), n as f64);
+    assert_eq!(sum("goflow_exporter_datagrams_total{"), n as f64);
+    assert_eq!(
+        m[r#"goflow_flows_total{sampler_address="other",flow_type="IPFIX"}"#],
+        (n - 1000) as f64,
+        "1,000 routers of their own, the rest other"
+    );
+}
