@@ -45,9 +45,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = StdinMode::Auto, env = "GOFLOW2_EXPORTER_STDIN")]
     pub stdin: StdinMode,
 
-    /// Native NetFlow v5/v9/IPFIX collector, goflow2 syntax: netflow://HOST:PORT[?count=N]
-    /// (N sockets share the port with SO_REUSEPORT). Repeatable. Default: netflow://0.0.0.0:2055
-    /// unless stdin is read or --replay is given.
+    /// Native NetFlow v5/v9/IPFIX collector, goflow2 syntax:
+    /// netflow://HOST:PORT[?count=N][&reuseport=true] (count: N sockets and threads share the port
+    /// with SO_REUSEPORT; reuseport=true: other exporter processes may join the port).
+    /// Repeatable. Default: netflow://0.0.0.0:2055 unless stdin is read or --replay is given.
     #[arg(
         long,
         value_name = "URL",
