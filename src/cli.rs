@@ -46,7 +46,7 @@ pub struct Cli {
     pub stdin: StdinMode,
 
     /// Native NetFlow v5/v9/IPFIX collector, goflow2 syntax:
-    /// netflow://HOST:PORT[?count=N][&reuseport=true] (count: N sockets and threads share the port
+    /// `netflow://HOST:PORT[?count=N][&reuseport=true]` (count: N sockets and threads share the port
     /// with SO_REUSEPORT; reuseport=true: other exporter processes may join the port).
     /// Repeatable. Default: netflow://0.0.0.0:2055 unless stdin is read or --replay is given.
     #[arg(

@@ -131,7 +131,7 @@ impl Accumulator {
 
     /// Ships the delta, waiting for room in the channel (finite inputs only: see the module
     /// doc). Returns `false` when nothing could be shipped: the publisher is gone or has not
-    /// returned a delta for [`STUCK`]; the input then keeps counting into the same delta.
+    /// returned a delta for 5 s (`STUCK`); the input then keeps counting into the same delta.
     pub fn ship(&mut self) -> bool {
         if !self.delta.is_dirty() {
             return true;

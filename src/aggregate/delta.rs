@@ -274,7 +274,7 @@ impl Delta {
     }
 
     /// Empties the delta for reuse. Tables keep their capacity (no regrowth next round), unless
-    /// a burst left one far larger than `sizes` (from [`Delta::sizes`] before draining) needs.
+    /// a burst left one far larger than `sizes` (from `Delta::sizes` before draining) needs.
     pub fn clear(&mut self, sizes: [usize; 3]) {
         self.by_src.clear();
         self.by_dst.clear();

@@ -328,7 +328,7 @@ impl Aggregator {
     }
 
     /// Moves every pending value into the registry, expires idle label sets and refreshes the
-    /// gauges. The inputs' own counters go last (see [`InputCounters`]).
+    /// gauges. The inputs' own counters go last (see `InputCounters`).
     pub fn publish(&mut self, now: u64) {
         let rendered = self.rendered;
         self.active.sweep(now);
