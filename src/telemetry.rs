@@ -172,7 +172,7 @@ const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
         UDP_KERNEL_DROPS,
         Kind::Counter,
         None,
-        "Datagrams the kernel dropped on a listener's sockets because the receive buffer was full (SO_RXQ_OVFL).",
+        "Datagrams the kernel dropped on a listener's sockets because the receive buffer was full (the sockets' drops in /proc/net/udp).",
     ),
     (
         REPLAY_DATAGRAMS,
