@@ -319,22 +319,15 @@ fn a_spoof_flood_keeps_the_bound_across_two_sockets() {
 /// With `--exporter-idle 10s --series-ttl 10s`, three floods of 50,000 spoofed sources, each
 /// followed by 30 s of silence while a live router keeps sending: after each, the exposition is
 /// back to its start-up series plus the router's, and the third flood's peak RSS is within 10 %
-/// of the first's (the process does not grow with every flood).
+/// of the first's (the process does not grow with every flood). The RSS bound held only with one
+/// malloc arena (`one_malloc_arena` in src/main.rs): with glibc's per-thread arenas, 2 runs of 3
+/// under CPU contention peaked 27-53 % higher in the third flood.
 #[test]
 fn router_state_expires_after_each_flood() {
-    flood_expiry(false);
+    flood_expiry();
 }
 
-/// The memory half of the check above: the third flood's peak RSS within 10 % of the first's.
-/// Ignored in CI: in 3 of about 12 clean-clone runs the third flood peaked 5-12 MB over the first
-/// (locally it stays within 3 %); the cause is not found yet. Run with `--ignored`.
-#[test]
-#[ignore = "flaky RSS bound under the parallel suite; see the doc comment"]
-fn floods_do_not_grow_the_process() {
-    flood_expiry(true);
-}
-
-fn flood_expiry(check_rss: bool) {
+fn flood_expiry() {
     let exporter = Exporter::start(&[
         "--stdin",
         "off",
@@ -400,7 +393,7 @@ fn flood_expiry(check_rss: bool) {
     }
     eprintln!("floods of 50,000 spoofed sources, peak RSS per flood (KiB): {peaks:?}");
     assert!(
-        !check_rss || peaks[2] * 10 <= peaks[0] * 11,
+        peaks[2] * 10 <= peaks[0] * 11,
         "the third flood's peak {} KiB is more than 10 % over the first's {} KiB",
         peaks[2],
         peaks[0]
