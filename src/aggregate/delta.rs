@@ -25,9 +25,13 @@ use crate::sampling::SamplingPolicy;
 pub const DELTA_MAX_ADDRESSES: usize = 1 << 20;
 
 /// Distinct addresses per table past which a delta is shipped early, so that its tables stay in a
-/// core's cache (4k entries of ~40 bytes). Measured with random addresses (`benches/flood.rs`,
-/// one core): 2.6 M flows/s without an early shipment, 4.8 M with it at 4k, 5.0 M at 1k.
-pub const CACHE_ADDRESSES: usize = 4 * 1024;
+/// core's L2 cache (512 entries of ~40 bytes), which the kernel's copies of datagrams and the
+/// publisher's large tables share with it. Measured with random addresses (`benches/flood.rs`,
+/// one core): 2.6 M flows/s without an early shipment, 4.8 M at 4k, 5.1-5.4 M at 512. Side by
+/// side over the socket (`bench/peer`, socket thread and publisher on one core, 9 M flows at
+/// 3 M/s), CPU seconds of the socket thread: 1.73-2.02 at 4k, 1.57-1.69 at 1k, 1.48-1.50 at 512,
+/// 1.48-1.52 at 256, the publisher's unchanged (0.86-0.98).
+pub const CACHE_ADDRESSES: usize = 512;
 
 /// Samplers (and exporters) one delta tells apart; beyond, they count as `other`. Far above
 /// [`CACHE_ADDRESSES`], at which a delta is shipped: reached only while the publisher is behind.
