@@ -20,9 +20,16 @@ use crate::flow::{Flow, FlowType};
 use crate::input::ErrorTally;
 use crate::sampling::SamplingPolicy;
 
-/// Distinct address keys one delta holds per direction; flows beyond it count under `other`
-/// (exact totals, bounded memory while the publisher is behind).
+/// Address cells one delta logs per direction; flows beyond it count under `other` (exact
+/// totals, bounded memory while the publisher is behind).
 pub const DELTA_MAX_ADDRESSES: usize = 1 << 20;
+
+/// Slots of the fold cache of an [`AddrTally`]: 512 cells of 40 bytes, 20 KB per direction.
+const FOLD_SLOTS: usize = 512;
+
+/// Address cells logged (per direction) past which a delta is shipped early: the publisher looks
+/// each one up in its families, and a short log is still in cache when it does.
+pub const SHIP_AT_LOGGED: usize = 2048;
 
 /// Distinct addresses per table past which a delta is shipped early, so that its tables stay in a
 /// core's L2 cache (512 entries of ~40 bytes), which the kernel's copies of datagrams and the
@@ -72,11 +79,8 @@ pub struct Delta {
     pub(crate) by_sampler_type: HashMap<(Option<IpAddr>, FlowType), [u64; 4]>,
     /// [flows, bytes, packets] by protocol number; index 256 is "unknown".
     pub(crate) by_protocol: Vec<[u64; 3]>,
-    pub(crate) by_src: HashMap<AddrKey, [u64; 2]>,
-    pub(crate) by_dst: HashMap<AddrKey, [u64; 2]>,
-    /// Flows whose address key did not fit in this delta ([`DELTA_MAX_ADDRESSES`]).
-    pub(crate) src_other: [u64; 2],
-    pub(crate) dst_other: [u64; 2],
+    pub(crate) by_src: AddrTally,
+    pub(crate) by_dst: AddrTally,
     pub(crate) unknown_rate: u64,
     /// (fingerprint of the flow key, index into `active_samplers`) per flow.
     pub(crate) active: Vec<(u64, u32)>,
@@ -112,16 +116,12 @@ impl Delta {
         self.dirty
     }
 
-    /// Whether the address or sampler tables hold more keys than fit in a CPU cache
-    /// ([`CACHE_ADDRESSES`]).
+    /// Whether the address logs have reached [`SHIP_AT_LOGGED`] cells or the sampler tables hold
+    /// more keys than fit in a CPU cache ([`CACHE_ADDRESSES`]).
     #[inline]
     pub fn is_large(&self) -> bool {
-        self.by_src
-            .len()
-            .max(self.by_dst.len())
-            .max(self.exporters.len())
-            .max(self.sampler_slots.len())
-            >= CACHE_ADDRESSES
+        self.by_src.logged().max(self.by_dst.logged()) >= SHIP_AT_LOGGED
+            || self.exporters.len().max(self.sampler_slots.len()) >= CACHE_ADDRESSES
     }
 
     /// Counts a batch of flows. The hot path: per flow, two lookups in address tables, one in a
@@ -168,15 +168,9 @@ impl Delta {
             let proto = flow.proto.map_or(NO_PROTOCOL, usize::from);
             add(&mut self.by_protocol[proto], &[1, bytes, packets]);
             let src = policy.addresses.key(flow.src_addr);
-            add(
-                address_cell(&mut self.by_src, &mut self.src_other, src),
-                &[1, bytes],
-            );
+            self.by_src.add(src, policy.hasher.hash_one(src), bytes);
             let dst = policy.addresses.key(flow.dst_addr);
-            add(
-                address_cell(&mut self.by_dst, &mut self.dst_other, dst),
-                &[1, bytes],
-            );
+            self.by_dst.add(dst, policy.hasher.hash_one(dst), bytes);
 
             let Some(index) = index.filter(|_| self.active.len() < DELTA_MAX_ACTIVE_KEYS) else {
                 self.active_dropped += 1;
@@ -274,16 +268,18 @@ impl Delta {
 
     /// What the tables held before they were drained: the size to keep for the next round.
     pub(crate) fn sizes(&self) -> [usize; 3] {
-        [self.by_src.len(), self.by_dst.len(), self.active.len()]
+        [
+            self.by_src.logged(),
+            self.by_dst.logged(),
+            self.active.len(),
+        ]
     }
 
     /// Empties the delta for reuse. Tables keep their capacity (no regrowth next round), unless
     /// a burst left one far larger than `sizes` (from `Delta::sizes` before draining) needs.
     pub fn clear(&mut self, sizes: [usize; 3]) {
-        self.by_src.clear();
-        self.by_dst.clear();
-        shrink_if_oversized(&mut self.by_src, sizes[0]);
-        shrink_if_oversized(&mut self.by_dst, sizes[1]);
+        self.by_src.clear(sizes[0]);
+        self.by_dst.clear(sizes[1]);
         if self.active.capacity() > 4 * sizes[2].max(1 << 16) {
             self.active = Vec::with_capacity(sizes[2]);
         }
@@ -301,8 +297,6 @@ impl Delta {
         self.sampler_other = Default::default();
         self.exporters_other = [0; 2];
         self.templates = None;
-        self.src_other = [0; 2];
-        self.dst_other = [0; 2];
         self.unknown_rate = 0;
         self.active_dropped = 0;
         self.errors = [0; ErrorType::ALL.len()];
@@ -339,19 +333,79 @@ pub fn plausible(flow: &Flow, rate: u64) -> Option<(u64, u64)> {
         .then_some((bytes, packets))
 }
 
-/// The cell of `key`, or the overflow cell when the table is full and `key` is new.
-#[inline]
-fn address_cell<'a>(
-    table: &'a mut HashMap<AddrKey, [u64; 2]>,
-    other: &'a mut [u64; 2],
-    key: AddrKey,
-) -> &'a mut [u64; 2] {
-    if table.len() < DELTA_MAX_ADDRESSES {
-        return table.entry(key).or_insert([0; 2]);
+/// One direction's address counts in a delta: a small direct-mapped cache that folds repeated
+/// addresses in place, and a log of the cells it evicts, written in order.
+///
+/// Why not a hash table of every address: with many distinct addresses (a scan, a busy edge
+/// router) each insert into the table missed the CPU cache (a delta comes back from the publisher
+/// cold), and the publisher looked every address up again anyway. The cache stays hot (20 KB) and
+/// the log is written sequentially; with few addresses the cache folds nearly every flow, so the
+/// publisher still sees one cell per address per shipment. Measured in BENCHMARKS.md (issue 9).
+#[derive(Debug)]
+pub(crate) struct AddrTally {
+    /// (key, [flows, bytes]); a slot with 0 flows is empty.
+    slots: Box<[(AddrKey, [u64; 2])]>,
+    log: Vec<(AddrKey, [u64; 2])>,
+    /// Cells evicted while the log held [`DELTA_MAX_ADDRESSES`]: counted under `other`.
+    pub(crate) other: [u64; 2],
+}
+
+impl Default for AddrTally {
+    fn default() -> Self {
+        AddrTally {
+            slots: vec![Default::default(); FOLD_SLOTS].into_boxed_slice(),
+            log: Vec::new(),
+            other: [0; 2],
+        }
     }
-    match table.get_mut(&key) {
-        Some(cell) => cell,
-        None => other,
+}
+
+impl AddrTally {
+    /// Counts one flow of `bytes` for `key` (`hash` is its hash: the slot is its top bits).
+    #[inline]
+    fn add(&mut self, key: AddrKey, hash: u64, bytes: u64) {
+        const SHIFT: u32 = u64::BITS - FOLD_SLOTS.trailing_zeros();
+        let slot = &mut self.slots[(hash >> SHIFT) as usize];
+        if slot.1[0] != 0 {
+            if slot.0 == key {
+                add(&mut slot.1, &[1, bytes]);
+                return;
+            }
+            if self.log.len() < DELTA_MAX_ADDRESSES {
+                self.log.push(*slot);
+            } else {
+                add(&mut self.other, &slot.1);
+            }
+        }
+        *slot = (key, [1, bytes]);
+    }
+
+    /// Cells in the log.
+    #[inline]
+    pub(crate) fn logged(&self) -> usize {
+        self.log.len()
+    }
+
+    /// Every cell: the log, then the cache (a key may appear more than once; each cell is to be
+    /// added). Leaves the tally empty but for `other`.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (AddrKey, [u64; 2])> + '_ {
+        let cached = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.1[0] != 0)
+            .map(std::mem::take);
+        self.log.drain(..).chain(cached)
+    }
+
+    /// Empties the tally; the log keeps its capacity unless a burst left it far larger than
+    /// `used` (what it held before it was drained) needs.
+    fn clear(&mut self, used: usize) {
+        self.slots.fill(Default::default());
+        if self.log.capacity() > 4 * used.max(SHIP_AT_LOGGED) {
+            self.log = Vec::with_capacity(used.max(SHIP_AT_LOGGED));
+        }
+        self.log.clear();
+        self.other = [0; 2];
     }
 }
 
@@ -368,5 +422,82 @@ fn add(cells: &mut [u64], values: &[u64]) {
 fn shrink_if_oversized<K: std::hash::Hash + Eq, V>(table: &mut HashMap<K, V>, used: usize) {
     if table.capacity() > 4096 && used < table.capacity() / 8 {
         table.shrink_to(used * 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cardinality::AddrPolicy;
+
+    fn key(i: u32) -> AddrKey {
+        AddrPolicy::default().key(Some(IpAddr::V4(i.into())))
+    }
+
+    /// Sums what a drain yields per key.
+    fn drained(t: &mut AddrTally) -> HashMap<AddrKey, [u64; 2]> {
+        let mut sums = HashMap::new();
+        for (k, [flows, bytes]) in t.drain() {
+            let e = sums.entry(k).or_insert([0, 0]);
+            e[0] += flows;
+            e[1] += bytes;
+        }
+        sums
+    }
+
+    #[test]
+    fn the_fold_cache_folds_repeats_and_logs_what_it_evicts() {
+        let hasher = DefaultHashBuilder::default();
+        let mut t = AddrTally::default();
+        // Few keys, many flows: folded in place, nothing logged.
+        for round in 0..100u64 {
+            for i in 0..8 {
+                t.add(key(i), hasher.hash_one(key(i)), round);
+            }
+        }
+        let few = drained(&mut t);
+        assert_eq!(few.len(), 8);
+        assert!(few.values().all(|v| *v == [100, (0..100).sum::<u64>()]));
+        // Many keys (each seen three times): evictions go to the log, and every flow is in the
+        // drain exactly once whatever the collisions.
+        t.clear(0);
+        let n = 10 * FOLD_SLOTS as u32;
+        for _ in 0..3 {
+            for i in 0..n {
+                t.add(key(i), hasher.hash_one(key(i)), u64::from(i));
+            }
+        }
+        assert!(
+            t.logged() > 2 * n as usize,
+            "most cells evicted: {}",
+            t.logged()
+        );
+        let many = drained(&mut t);
+        assert_eq!(many.len(), n as usize);
+        assert!(many.iter().all(|(k, v)| {
+            *v == [
+                3,
+                3 * u64::from(k.label().parse::<std::net::Ipv4Addr>().unwrap().to_bits()),
+            ]
+        }));
+        // Drained means empty.
+        assert_eq!(t.logged(), 0);
+        assert_eq!(t.drain().count(), 0);
+    }
+
+    #[test]
+    fn a_full_log_counts_under_other() {
+        let hasher = DefaultHashBuilder::default();
+        let mut t = AddrTally::default();
+        let n = (DELTA_MAX_ADDRESSES + 4 * FOLD_SLOTS) as u32;
+        for i in 0..n {
+            t.add(key(i), hasher.hash_one(key(i)), 10);
+        }
+        assert_eq!(t.logged(), DELTA_MAX_ADDRESSES);
+        let cells: u64 = t.drain().map(|(_, v)| v[0]).sum();
+        // Nothing lost: what the log could not take is in `other`.
+        assert_eq!(cells + t.other[0], u64::from(n));
+        assert_eq!(t.other[1], 10 * t.other[0]);
+        assert!(t.other[0] > 0);
     }
 }

@@ -202,16 +202,16 @@ impl Aggregator {
         merge_addresses(
             &mut self.by_src,
             &self.registry,
+            delta.by_src.other,
             delta.by_src.drain(),
-            delta.src_other,
             now,
             AddrFamily::Src,
         );
         merge_addresses(
             &mut self.by_dst,
             &self.registry,
+            delta.by_dst.other,
             delta.by_dst.drain(),
-            delta.dst_other,
             now,
             AddrFamily::Dst,
         );
@@ -357,8 +357,8 @@ enum AddrFamily {
 fn merge_addresses(
     family: &mut Family<AddrKey, Cell<2>>,
     registry: &Registry,
-    cells: impl Iterator<Item = (AddrKey, [u64; 2])>,
     other: [u64; 2],
+    cells: impl Iterator<Item = (AddrKey, [u64; 2])>,
     now: u64,
     which: AddrFamily,
 ) {
