@@ -35,6 +35,7 @@ pub mod decode;
 pub mod flow;
 pub mod http;
 pub mod input;
+pub mod memory;
 pub mod names;
 pub mod sampling;
 pub mod telemetry;
@@ -201,9 +202,14 @@ fn start_publisher(
     std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
+            let mut next_release = std::time::Instant::now() + memory::RELEASE_EVERY;
             state.publisher.run(&shutdown, || {
                 state.publish();
                 state.registry.run_upkeep();
+                if std::time::Instant::now() >= next_release {
+                    memory::release_free_memory();
+                    next_release = std::time::Instant::now() + memory::RELEASE_EVERY;
+                }
             })
         })
         .context("cannot start the publisher thread")

@@ -11,7 +11,6 @@ use tracing_subscriber::EnvFilter;
 use goflow2_exporter::cli::Cli;
 
 fn main() -> ExitCode {
-    one_malloc_arena();
     let cli = Cli::parse();
     // Logs go to stderr: stdout is left alone, and stdin may be a pipe from goflow2.
     tracing_subscriber::fmt()
@@ -29,7 +28,8 @@ fn main() -> ExitCode {
         }
     };
     // Scrapes render on the blocking pool. A few long-lived threads, not one new thread per
-    // scrape after each idle spell (thread stacks and per-thread caches come and go otherwise).
+    // scrape after each idle spell: every new thread gets its own malloc arena, so thread churn
+    // shows up as resident memory that never comes back.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(4)
@@ -93,30 +93,3 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
     }
     shutdown.cancel();
 }
-
-/// Makes glibc's malloc use one arena for every thread (as `MALLOC_ARENA_MAX=1` would), unless the
-/// environment already sets `MALLOC_ARENA_MAX`.
-///
-/// Why: by default each busy thread gets an arena of its own, and memory freed in one arena is
-/// not reused by allocations in another. The socket threads, the publisher and the scrape threads
-/// all grow and free tables during a spoof flood, so each flood could leave the next one a
-/// different arena to fill: three floods of 50,000 spoofed sources, each expired before the next,
-/// peaked at 22.6, 23.4 and 34.6 MB (2 runs of 3 under CPU contention broke issue 10's "third
-/// within 10 % of the first"); with one arena, 21.7, 21.3 and 22.3 MB (3 of 3 within 4 %). The
-/// cost is nil here: the per-datagram path does not allocate, and glibc's per-thread caches serve
-/// small allocations without taking the arena's lock. (mimalloc was tried instead and peaked at
-/// ~96 MB on the same test.)
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn one_malloc_arena() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt takes two integers and only sets an allocator parameter; it is called
-        // first thing in `main`, before this process starts any thread.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
-    }
-}
-
-/// Other C libraries (musl in the Alpine image) have no per-thread arenas to limit.
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn one_malloc_arena() {}

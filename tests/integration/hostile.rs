@@ -319,9 +319,9 @@ fn a_spoof_flood_keeps_the_bound_across_two_sockets() {
 /// With `--exporter-idle 10s --series-ttl 10s`, three floods of 50,000 spoofed sources, each
 /// followed by 30 s of silence while a live router keeps sending: after each, the exposition is
 /// back to its start-up series plus the router's, and the third flood's peak RSS is within 10 %
-/// of the first's (the process does not grow with every flood). The RSS bound held only with one
-/// malloc arena (`one_malloc_arena` in src/main.rs): with glibc's per-thread arenas, 2 runs of 3
-/// under CPU contention peaked 27-53 % higher in the third flood.
+/// of the first's (the process does not grow with every flood). The RSS bound needs the
+/// publisher's periodic `malloc_trim` (src/memory.rs): without it, 2 runs of 3 under CPU
+/// contention peaked 27-53 % higher in the third flood.
 #[test]
 fn router_state_expires_after_each_flood() {
     flood_expiry();
