@@ -27,12 +27,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Scrapes render on the blocking pool. A few long-lived threads, not one new thread per
-    // scrape after each idle spell: every new thread gets its own malloc arena, so thread churn
-    // shows up as resident memory that never comes back.
+    // Scrapes render on the blocking pool: one long-lived thread, not one new thread per scrape
+    // after each idle spell, nor several taking turns. glibc gives every thread that allocates a
+    // malloc arena of its own, and memory freed in one arena is not reused by another: with four
+    // render threads, each arena grew to a render's peak in turn, and the second of three spoof
+    // floods peaked 6 MB above the first (a clean-clone CI run). Concurrent scrapes wait for each
+    // other (a render of 100,000 series takes ~0.2 s).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(4)
+        .max_blocking_threads(1)
         .thread_keep_alive(std::time::Duration::from_secs(24 * 3600))
         .build()
     {

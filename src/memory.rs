@@ -13,6 +13,11 @@
 //!   arenas. This is what runs. (mimalloc as the global allocator peaked at ~96 MB on the same
 //!   test.)
 //!
+//! The other half of the same fix is in src/main.rs: scrapes render on one long-lived thread, so
+//! render memory is reused from one arena instead of growing one arena per render thread (a
+//! clean-clone CI run with trimming alone still peaked 6 MB higher from the second flood on:
+//! 20,988 / 26,804 / 26,948 KiB).
+//!
 //! Other C libraries (musl in the Alpine image) keep no per-thread arenas: nothing to do there.
 
 use std::time::Duration;
