@@ -33,6 +33,7 @@ pub mod cardinality;
 pub mod cli;
 pub mod decode;
 pub mod flow;
+pub mod flows_out;
 pub mod http;
 pub mod input;
 pub mod memory;
