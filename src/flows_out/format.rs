@@ -204,30 +204,13 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
-    /// goflow2 v2.2.6's line for a hand-made v5 datagram with header sampling 100 (the example in
-    /// the shared `docs/goflow2-json.md`), rebuilt from the flow it describes.
-    const GOFLOW2_V5: &str = r#"{"type":"NETFLOW_V5","time_received_ns":1704067205123456789,"sequence_num":42,"sampling_rate":100,"sampler_address":"192.0.2.1","time_flow_start_ns":1704067200500000000,"time_flow_end_ns":1704067204500000000,"bytes":5000,"packets":10,"src_addr":"192.168.88.10","dst_addr":"1.1.1.1","etype":"IPv4","proto":"TCP","src_port":51000,"dst_port":443,"in_if":2,"out_if":1,"src_mac":"00:00:00:00:00:00","dst_mac":"00:00:00:00:00:00","src_vlan":0,"dst_vlan":0,"vlan_id":0,"ip_tos":0,"forwarding_status":0,"ip_ttl":0,"ip_flags":0,"tcp_flags":27,"icmp_type":0,"icmp_code":0,"ipv6_flow_label":0,"fragment_id":0,"fragment_offset":0,"src_as":0,"dst_as":13335,"next_hop":"10.0.0.1","next_hop_as":0,"src_net":"192.168.88.0/24","dst_net":"1.1.1.0/24","bgp_next_hop":"","bgp_communities":[],"as_path":[],"mpls_ttl":[],"mpls_label":[],"mpls_ip":[],"observation_domain_id":0,"observation_point_id":0,"layer_stack":[],"layer_size":[],"ipv6_routing_header_addresses":[],"ipv6_routing_header_seg_left":0}"#;
+    use crate::decode::goflow_json::{GOFLOW2_V5, decode_line};
 
+    /// The flow of goflow2's documented example line, as the stdin input reads it, and the detail
+    /// fields the line carries beyond it.
     fn v5_flow() -> (Flow, FlowDetail) {
-        let flow = Flow {
-            flow_type: FlowType::NetflowV5,
-            sampler: ip("192.0.2.1"),
-            src_addr: ip("192.168.88.10"),
-            dst_addr: ip("1.1.1.1"),
-            proto: Some(6),
-            src_port: 51000,
-            dst_port: 443,
-            bytes: 5000,
-            packets: 10,
-            sampling_rate: 100,
-            time_flow_start_ns: 1_704_067_200_500_000_000,
-            time_flow_end_ns: 1_704_067_204_500_000_000,
-            time_received_ns: 1_704_067_205_123_456_789,
-            in_if: 2,
-            out_if: 1,
-            tcp_flags: 27,
-            observation_domain: 0,
-        };
+        let mut flows = Vec::new();
+        decode_line(GOFLOW2_V5.as_bytes(), &mut flows).unwrap();
         let detail = FlowDetail {
             sequence_num: 42,
             etype: 0x0800,
@@ -237,7 +220,7 @@ mod tests {
             dst_mask: 24,
             ..FlowDetail::default()
         };
-        (flow, detail)
+        (flows[0], detail)
     }
 
     #[test]
