@@ -3,6 +3,7 @@
 //! Nothing here touches sockets, clocks or metrics, so every decoder is unit-tested (and fuzzed)
 //! directly. The inputs in [`crate::input`] do the I/O and call into this module.
 
+pub mod detail;
 pub mod goflow_json;
 pub mod netflow;
 pub mod reference;

@@ -434,7 +434,8 @@ impl NetflowDecoder {
         }
         let field = |at| be32(datagram, at).map_or(0, i128::from);
         let uptime = field(4);
-        let export_ms = field(8) * 1000 + field(12) / 1_000_000;
+        // Export time in ns, the header's nanoseconds included (goflow2 keeps them too).
+        let export_ns = field(8) * 1_000_000_000 + field(12);
         let rate = u64::from(be16(datagram, 22).unwrap_or(0) & 0x3FFF);
         let base = Flow {
             flow_type: FlowType::NetflowV5,
@@ -445,7 +446,7 @@ impl NetflowDecoder {
         };
         // Signed arithmetic: a first/last after sysUptime (clock skew) lands slightly in the
         // future instead of ~49.7 days in the past as with goflow2's u32 wrap-around.
-        let at = |switched: u32| ms_to_ns(export_ms - (uptime - i128::from(switched)));
+        let at = |switched: u32| ns(export_ns - (uptime - i128::from(switched)) * 1_000_000);
         for r in records.chunks_exact(48) {
             let b = |i: usize| r[i];
             let w = |i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
@@ -966,6 +967,11 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 /// Unix ms → Unix ns, clamped to the representable range (0 for times before 1970).
 fn ms_to_ns(ms: i128) -> u64 {
     u64::try_from(ms.saturating_mul(1_000_000).max(0)).unwrap_or(u64::MAX)
+}
+
+/// Nanoseconds as a flow time: clamped to 0..=u64::MAX.
+fn ns(ns: i128) -> u64 {
+    u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -291,11 +291,14 @@ impl NetflowParserDecoder {
             };
             let h = &v5.header;
             let rate = u64::from(h.sampling_interval & 0x3FFF);
-            let export_ms = i128::from(h.unix_secs) * 1000 + i128::from(h.unix_nsecs / 1_000_000);
+            let export_ns = i128::from(h.unix_secs) * 1_000_000_000 + i128::from(h.unix_nsecs);
             let uptime = i128::from(h.sys_up_time);
             // Signed arithmetic: a first/last after sysUptime (clock skew) lands slightly in the
             // future instead of ~49.7 days in the past as with u32 wrap-around.
-            let at = |switched: u32| ms_to_ns(export_ms - (uptime - i128::from(switched)));
+            let at = |switched: u32| {
+                let ns = export_ns - (uptime - i128::from(switched)) * 1_000_000;
+                u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
+            };
             for r in &v5.flowsets {
                 out.push(Flow {
                     flow_type: FlowType::NetflowV5,
