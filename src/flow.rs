@@ -87,10 +87,10 @@ pub struct Flow {
 /// number and the record's layer 2, IP header, routing and MPLS fields. Zero or `None` when the
 /// record does not carry them.
 ///
-/// Kept beside [`Flow`], not inside it: a `Flow` with these 110 bytes more made the in-process
-/// decode + aggregate rate 13-15 % slower (`cargo bench --bench flood`, random addresses 4.8-5.2 M
-/// vs 5.8-5.9 M flows/s, 50 addresses 8.9-10.4 M vs 10.8-12.0 M) although no metric reads them. A
-/// decoder fills details only when a flow line is to be written.
+/// Kept beside [`Flow`] (120 bytes), not inside it: a `Flow` with these 140 bytes more made the
+/// in-process decode + aggregate rate 13-15 % slower (`cargo bench --bench flood`, random
+/// addresses 4.8-5.2 M vs 5.8-5.9 M flows/s, 50 addresses 8.9-10.4 M vs 10.8-12.0 M) although no
+/// metric reads them. A decoder fills details only when a flow line is to be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FlowDetail {
     /// The export header's sequence number (v5: flows, v9: datagrams, IPFIX: data records).
