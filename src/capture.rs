@@ -796,6 +796,7 @@ fn parse_idb(body: &[u8], endian: Endian) -> Interface {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_shared::shared_dir;
     use std::path::{Path, PathBuf};
 
     // ---- builders -------------------------------------------------------------------------
@@ -1810,18 +1811,6 @@ mod tests {
     }
 
     // ---- real captures --------------------------------------------------------------------
-
-    fn shared_dir() -> Option<PathBuf> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-        if dir.is_dir() {
-            return Some(dir);
-        }
-        if std::env::var_os("GOFLOW2_EXPORTER_STRICT_TESTS").is_some_and(|v| v == "1") {
-            panic!("../shared is required (GOFLOW2_EXPORTER_STRICT_TESTS=1)");
-        }
-        eprintln!("NOTICE: skipping: ../shared not available");
-        None
-    }
 
     fn real_captures(shared: &Path) -> Vec<PathBuf> {
         let mut files = Vec::new();

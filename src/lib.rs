@@ -40,6 +40,8 @@ pub mod memory;
 pub mod names;
 pub mod sampling;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod test_shared;
 #[doc(hidden)]
 pub mod testkit;
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::netflow::{DatagramDecoder, DecoderLimits, NetflowDecoder};
 use super::reference::{KnownDifferences, NetflowParserDecoder};
 use crate::capture::read_datagrams;
+use crate::test_shared::shared_dir;
 
 /// The `*.pcap` files of `dir`, sorted.
 fn pcaps(dir: &Path) -> Vec<PathBuf> {
@@ -19,18 +20,6 @@ fn pcaps(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-fn shared_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("GOFLOW2_EXPORTER_STRICT_TESTS").is_some_and(|v| v == "1") {
-        panic!("../shared is required (GOFLOW2_EXPORTER_STRICT_TESTS=1)");
-    }
-    eprintln!("NOTICE: skipping: ../shared not available");
-    None
 }
 
 /// What comparing one capture went through.

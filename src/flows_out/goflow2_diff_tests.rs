@@ -8,25 +8,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::capture::read_datagrams;
 use crate::decode::detail;
 use crate::decode::netflow::{DatagramDecoder, DecoderLimits, NetflowDecoder};
 use crate::flow::{Flow, FlowDetail};
 use crate::flows_out::format::write_line;
-
-fn shared_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var_os("GOFLOW2_EXPORTER_STRICT_TESTS").is_some_and(|v| v == "1") {
-        panic!("../shared is required (GOFLOW2_EXPORTER_STRICT_TESTS=1)");
-    }
-    eprintln!("NOTICE: skipping: ../shared not available");
-    None
-}
+use crate::test_shared::shared_dir;
 
 /// A line reduced to what is compared, as canonical text (keys sorted by serde_json's map);
 /// without the flow times when `times` is false.
