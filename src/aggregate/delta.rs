@@ -31,13 +31,11 @@ const FOLD_SLOTS: usize = 512;
 /// each one up in its families, and a short log is still in cache when it does.
 pub const SHIP_AT_LOGGED: usize = 2048;
 
-/// Distinct addresses per table past which a delta is shipped early, so that its tables stay in a
-/// core's L2 cache (512 entries of ~40 bytes), which the kernel's copies of datagrams and the
-/// publisher's large tables share with it. Measured with random addresses (`benches/flood.rs`,
-/// one core): 2.6 M flows/s without an early shipment, 4.8 M at 4k, 5.1-5.4 M at 512. Side by
-/// side over the socket (`bench/peer`, socket thread and publisher on one core, 9 M flows at
-/// 3 M/s), CPU seconds of the socket thread: 1.73-2.02 at 4k, 1.57-1.69 at 1k, 1.48-1.50 at 512,
-/// 1.48-1.52 at 256, the publisher's unchanged (0.86-0.98).
+/// Distinct samplers or exporters per table past which a delta is shipped early, so that its
+/// tables stay in a core's L2 cache, which the kernel's copies of datagrams and the publisher's
+/// large tables share with it. (Addresses once had tables of their own under the same bound: 512
+/// measured best, socket-thread CPU seconds for 9 M flows at 3 M/s 1.73-2.02 at 4k, 1.57-1.69 at
+/// 1k, 1.48-1.50 at 512; they now use the fold cache and log of `AddrTally`.)
 pub const CACHE_ADDRESSES: usize = 512;
 
 /// Samplers (and exporters) one delta tells apart; beyond, they count as `other`. Far above
@@ -124,8 +122,9 @@ impl Delta {
             || self.exporters.len().max(self.sampler_slots.len()) >= CACHE_ADDRESSES
     }
 
-    /// Counts a batch of flows. The hot path: per flow, two lookups in address tables, one in a
-    /// tiny sampler table, an array index for the protocol and a fingerprint for active flows.
+    /// Counts a batch of flows. The hot path: per flow, two slots of the address fold caches, a
+    /// sampler slot looked up once per run of one sampler, an array index for the protocol and a
+    /// fingerprint for active flows.
     pub fn record(&mut self, flows: &[Flow], policy: &FlowPolicy) {
         if flows.is_empty() {
             return;

@@ -7,25 +7,20 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::netflow::v5_records;
 use crate::flow::FlowDetail;
 
 /// The details of a v5 datagram's records, in record order, as goflow2 fills them: the header's
 /// flow sequence; per record the next hop (always an address: `0.0.0.0` when zero), ToS, AS
 /// numbers and prefix lengths; EtherType IPv4. Appends nothing for a datagram the decoder
-/// refuses (count 0, over 30, or records missing), so the details line up with its flows.
+/// refuses (`netflow::v5_records`), so the details line up with its flows.
 pub fn v5(datagram: &[u8], out: &mut Vec<FlowDetail>) {
-    let be16 = |r: &[u8], i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
-    let be32 = |r: &[u8], i: usize| u32::from_be_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
-    if datagram.len() < 24 {
-        return;
-    }
-    let count = usize::from(be16(datagram, 2));
-    let Some(records) = datagram.get(24..24 + 48 * count) else {
+    let Some(records) = v5_records(datagram) else {
         return;
     };
-    if count == 0 || count > 30 {
-        return;
-    }
+    let be16 = |r: &[u8], i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
+    let be32 = |r: &[u8], i: usize| u32::from_be_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
+    // `v5_records` checked the 24-byte header is there.
     let sequence_num = be32(datagram, 16);
     out.extend(records.chunks_exact(48).map(|r| FlowDetail {
         sequence_num,

@@ -414,8 +414,7 @@ impl NetflowDecoder {
         }
     }
 
-    /// v5: 24-byte header, 48-byte records, at most 30 of them (Cisco's limit: a larger count
-    /// is damage, as for the reference decoder). Bytes after `count` records are ignored.
+    /// v5: 24-byte header, 48-byte records ([`v5_records`]).
     fn decode_v5(
         exporter: SocketAddr,
         datagram: &[u8],
@@ -423,15 +422,11 @@ impl NetflowDecoder {
         out: &mut Vec<Flow>,
         report: &mut DatagramReport,
     ) {
-        let count = usize::from(be16(datagram, 2).unwrap_or(0));
-        let Some(records) = datagram.get(24..24 + 48 * count) else {
+        let Some(records) = v5_records(datagram) else {
             report.malformed += 1;
             return;
         };
-        if count == 0 || count > 30 {
-            report.malformed += 1;
-            return;
-        }
+        let count = records.len() / 48;
         let field = |at| be32(datagram, at).map_or(0, i128::from);
         let uptime = field(4);
         // Export time in ns, the header's nanoseconds included (goflow2 keeps them too).
@@ -954,6 +949,18 @@ fn unix_ms(unit: TimeUnit, v: &[u8]) -> Option<u64> {
         }
         _ => None,
     }
+}
+
+/// The 48-byte records of a v5 datagram (24-byte header, at most 30 records: Cisco's limit, a
+/// larger count is damage, as for the reference decoder), or `None` when the count is 0, over 30,
+/// or more than the datagram holds. Bytes after `count` records are ignored. Shared by the flow
+/// decoder and the detail fields (`decode::detail`), so both accept the same datagrams.
+pub(crate) fn v5_records(datagram: &[u8]) -> Option<&[u8]> {
+    let count = usize::from(be16(datagram, 2)?);
+    if count == 0 || count > 30 {
+        return None;
+    }
+    datagram.get(24..24 + 48 * count)
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
