@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 
 use super::ErrorType;
+use super::detail;
 use super::template::{
     self, Damaged, FixedPlan, Kind, Layout, Shape, Slot, Target, TemplateRecord, TemplateRecords,
     TimeUnit,
 };
-use crate::flow::{Flow, FlowType, unmap_v4};
+use crate::flow::{Flow, FlowDetail, FlowType, unmap_v4};
 
 /// What decoding one datagram went through, for the caller's counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,20 @@ pub trait DatagramDecoder: Send {
         datagram: &[u8],
         received_ns: u64,
         out: &mut Vec<Flow>,
+    ) -> DatagramReport {
+        self.decode_detailed(exporter, datagram, received_ns, out, None)
+    }
+
+    /// [`decode`](Self::decode), and with `details` also the goflow2 detail fields of each flow
+    /// (for flow lines): [`NetflowDecoder`] appends exactly one [`FlowDetail`] per flow it
+    /// appends, in the same order. Without `details` nothing but the flows is read.
+    fn decode_detailed(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: &[u8],
+        received_ns: u64,
+        out: &mut Vec<Flow>,
+        details: Option<&mut Vec<FlowDetail>>,
     ) -> DatagramReport;
 
     /// Forgets exporters idle for longer than `idle`. Returns how many were removed.
@@ -168,6 +183,8 @@ struct Message {
     export_ns: u64,
     /// v9 header sysUptime (ms); IPFIX has none.
     sys_uptime_ms: Option<i128>,
+    /// The header's sequence number (a detail field of flow lines).
+    sequence: u32,
     now: Instant,
 }
 
@@ -252,6 +269,8 @@ impl NetflowDecoder {
             report.malformed += 1;
             return None;
         };
+        // v9: bytes 12..16 (after unix_secs); IPFIX: 8..12 (after export time).
+        let sequence = be32(datagram, if version == 9 { 12 } else { 8 }).unwrap_or(0);
         let (flow_type, domain, export_s, sys_uptime_ms) = if version == 9 {
             let uptime = be32(datagram, 4).unwrap_or(0);
             let secs = be32(datagram, 8).unwrap_or(0);
@@ -281,6 +300,7 @@ impl NetflowDecoder {
             export_ms: i128::from(export_s) * 1000,
             export_ns: ms_to_ns(i128::from(export_s) * 1000),
             sys_uptime_ms,
+            sequence,
             now: Instant::now(),
         };
         Some((msg, sets))
@@ -293,6 +313,7 @@ impl NetflowDecoder {
         datagram: &[u8],
         received_ns: u64,
         out: &mut Vec<Flow>,
+        mut details: Option<&mut Vec<FlowDetail>>,
         report: &mut DatagramReport,
     ) {
         let Some((msg, mut rest)) = Self::header(exporter, datagram, received_ns, report) else {
@@ -324,7 +345,7 @@ impl NetflowDecoder {
             if template::template_set_kind(msg.version, set_id).is_some() {
                 self.learn(&msg, set_id, body, report);
             } else if set_id >= 256 {
-                self.data_set(&msg, set_id, body, out, report);
+                self.data_set(&msg, set_id, body, out, details.as_deref_mut(), report);
             }
             // Other set ids are reserved (v9 2-255, IPFIX 0-1 and 4-255): skipped, not errors.
         }
@@ -383,6 +404,7 @@ impl NetflowDecoder {
         set_id: u16,
         body: &[u8],
         out: &mut Vec<Flow>,
+        details: Option<&mut Vec<FlowDetail>>,
         report: &mut DatagramReport,
     ) {
         let ttl = self.limits.template_ttl;
@@ -409,6 +431,9 @@ impl NetflowDecoder {
         let before = out.len();
         let walked = decode_records(&t.layout, body, msg, sampling, max_samplers, out);
         report.flows += out.len() - before;
+        if let Some(details) = details {
+            detail::records(&t.layout, body, msg.sequence, &out[before..], details);
+        }
         if walked.is_err() {
             report.malformed += 1;
         }
@@ -568,7 +593,12 @@ fn walk_records<S: RecordSink>(shape: &Shape, body: &[u8], sink: &mut S) -> Resu
             let mut rest = body;
             loop {
                 sink.begin();
-                match template::walk_variable(fields, *min_len, rest, |t, v| sink.apply(t, v))? {
+                let visit = |i: usize, v: &[u8]| {
+                    if let Some(t) = fields[i].target {
+                        sink.apply(t, v);
+                    }
+                };
+                match template::walk_variable(fields, *min_len, rest, visit)? {
                     Some(len) => {
                         sink.end();
                         rest = &rest[len..];
@@ -849,20 +879,26 @@ impl RecordSink for OptionsSink<'_> {
 }
 
 impl DatagramDecoder for NetflowDecoder {
-    fn decode(
+    fn decode_detailed(
         &mut self,
         exporter: SocketAddr,
         datagram: &[u8],
         received_ns: u64,
         out: &mut Vec<Flow>,
+        details: Option<&mut Vec<FlowDetail>>,
     ) -> DatagramReport {
         let mut report = DatagramReport {
             version: be16(datagram, 0).unwrap_or(0),
             ..DatagramReport::default()
         };
         match report.version {
-            5 => Self::decode_v5(exporter, datagram, received_ns, out, &mut report),
-            9 | 10 => self.decode_sets(exporter, datagram, received_ns, out, &mut report),
+            5 => {
+                Self::decode_v5(exporter, datagram, received_ns, out, &mut report);
+                if let Some(details) = details {
+                    detail::v5(datagram, details);
+                }
+            }
+            9 | 10 => self.decode_sets(exporter, datagram, received_ns, out, details, &mut report),
             _ if datagram.len() < 2 => report.malformed += 1,
             _ => report.unsupported_version += 1,
         }

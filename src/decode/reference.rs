@@ -59,7 +59,7 @@ use netflow_parser::{
 };
 
 use super::netflow::{DatagramDecoder, DatagramReport, DecoderLimits};
-use crate::flow::{Flow, FlowType, unmap_v4};
+use crate::flow::{Flow, FlowDetail, FlowType, unmap_v4};
 
 /// Sampling and time state learned from options data, per exporter scope.
 #[derive(Debug, Default)]
@@ -594,12 +594,15 @@ fn is_template_set(version: u16, set_id: u16) -> bool {
 const PARSER_MAX_RECORDS_PER_SET: usize = 1024;
 
 impl DatagramDecoder for NetflowParserDecoder {
-    fn decode(
+    /// Appends no details: this decoder is the oracle of the flow fields only, never the source of
+    /// flow lines.
+    fn decode_detailed(
         &mut self,
         exporter: SocketAddr,
         datagram: &[u8],
         received_ns: u64,
         out: &mut Vec<Flow>,
+        _details: Option<&mut Vec<FlowDetail>>,
     ) -> DatagramReport {
         let mut report = DatagramReport {
             version: be16(datagram, 0).unwrap_or(0),

@@ -7,7 +7,9 @@
 //!   `(offset, length, target)` operation per mapped field, so a record is decoded by reading the
 //!   datagram in place at known offsets;
 //! - a template with variable-length fields (length 0xFFFF; RFC 7011 §7, also sent inside v9 by
-//!   H3C) keeps its field list, and each record is walked field by field.
+//!   H3C) keeps its field list, and each record is walked field by field;
+//! - a data template also gets a [`DetailPlan`]: where the goflow2 fields that only flow lines
+//!   need sit (read by [`super::detail`], never on the metrics' path).
 //!
 //! It does not own where templates live (exporter scopes, limits, TTL) nor what a value means for
 //! the flow (conversions, rates, times): that is [`super::netflow`].
@@ -129,6 +131,144 @@ fn options_target(ie: u16) -> Option<Target> {
         160 => T::OptSysInit,
         _ => return None,
     })
+}
+
+/// Where a data record field goes among the goflow2 detail fields ([`crate::flow::FlowDetail`]),
+/// the fields only flow lines (`--flows-out`) need. The mapping is goflow2 v2.2.6's
+/// (`docs/goflow2-flow-lines.md` §2.2): what it maps that the flow record does not carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetailTarget {
+    /// IE 5 ipClassOfService.
+    Tos,
+    /// IE 52 minimumTTL.
+    Ttl,
+    /// IE 197 fragmentFlags (goflow2 keeps the top 3 bits).
+    IpFlags,
+    /// IE 89 forwardingStatus.
+    ForwardingStatus,
+    /// IE 32 / 139 icmpTypeCode: type in the high byte, code in the low one.
+    IcmpTypeCode,
+    /// IE 176 / 178.
+    IcmpType,
+    /// IE 177 / 179.
+    IcmpCode,
+    /// IE 31 flowLabelIPv6.
+    FlowLabel,
+    /// IE 54 fragmentIdentification.
+    FragmentId,
+    /// IE 88 fragmentOffset.
+    FragmentOffset,
+    /// IE 16 bgpSourceAsNumber.
+    SrcAs,
+    /// IE 17 bgpDestinationAsNumber.
+    DstAs,
+    /// IE 15 / 62 ipNextHop.
+    NextHop,
+    /// IE 18 / 63 bgpNextHop.
+    BgpNextHop,
+    /// IE 9 / 29 source prefix length.
+    SrcMask,
+    /// IE 13 / 30 destination prefix length.
+    DstMask,
+    /// IE 56 / 81 source MAC.
+    SrcMac,
+    /// IE 80 / 57 destination MAC.
+    DstMac,
+    /// IE 58 vlanId (goflow2 writes it to `vlan_id` and `src_vlan`).
+    SrcVlan,
+    /// IE 59 postVlanId.
+    DstVlan,
+    /// IE 70, 71, 72: the MPLS label stack entry at this depth (0 = top).
+    Mpls(u8),
+    /// IE 60 ipVersion.
+    IpVersion,
+    /// IE 138 observationPointId.
+    ObservationPointId,
+}
+
+fn detail_target(ie: u16) -> Option<DetailTarget> {
+    use DetailTarget as D;
+    Some(match ie {
+        5 => D::Tos,
+        52 => D::Ttl,
+        197 => D::IpFlags,
+        89 => D::ForwardingStatus,
+        32 | 139 => D::IcmpTypeCode,
+        176 | 178 => D::IcmpType,
+        177 | 179 => D::IcmpCode,
+        31 => D::FlowLabel,
+        54 => D::FragmentId,
+        88 => D::FragmentOffset,
+        16 => D::SrcAs,
+        17 => D::DstAs,
+        15 | 62 => D::NextHop,
+        18 | 63 => D::BgpNextHop,
+        9 | 29 => D::SrcMask,
+        13 | 30 => D::DstMask,
+        56 | 81 => D::SrcMac,
+        80 | 57 => D::DstMac,
+        58 => D::SrcVlan,
+        59 => D::DstVlan,
+        70 => D::Mpls(0),
+        71 => D::Mpls(1),
+        72 => D::Mpls(2),
+        60 => D::IpVersion,
+        138 => D::ObservationPointId,
+        _ => return None,
+    })
+}
+
+/// The detail fields of a data template, compiled with it (cheap, once per template) and read
+/// only when flow lines are written. `ops` hold, per mapped field in template order, the field's
+/// index in the template and, for fixed-length templates, its offset in the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetailPlan {
+    pub ops: Box<[DetailOp]>,
+    /// IE 60 comes after every address field of the template: its version decides `etype` over
+    /// the addresses' family (goflow2 sets `etype` at each effective write, in template order).
+    pub ip_version_last: bool,
+}
+
+/// One detail field of a template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetailOp {
+    /// Position among the template's fields.
+    pub index: usize,
+    /// Offset in the record (fixed-length templates; 0 otherwise).
+    pub offset: usize,
+    pub len: usize,
+    pub target: DetailTarget,
+}
+
+impl DetailPlan {
+    fn new(version: u16, fields: &[FieldSpec]) -> Self {
+        let mut ops = Vec::new();
+        let (mut offset, mut fixed) = (0, true);
+        let (mut last_addr, mut last_ip_version) = (None, None);
+        for (index, f) in fields.iter().enumerate() {
+            let mapped = f.enterprise.is_none() && !(version == 9 && f.scope);
+            if mapped && matches!(f.ie, 8 | 12 | 27 | 28) {
+                last_addr = Some(index);
+            }
+            if let Some(target) = detail_target(f.ie).filter(|_| mapped) {
+                if target == DetailTarget::IpVersion {
+                    last_ip_version = Some(index);
+                }
+                ops.push(DetailOp {
+                    index,
+                    offset: if fixed { offset } else { 0 },
+                    len: usize::from(f.len),
+                    target,
+                });
+            }
+            fixed &= f.len != VARIABLE_LENGTH;
+            offset += usize::from(f.len);
+        }
+        DetailPlan {
+            ops: ops.into_boxed_slice(),
+            ip_version_last: last_ip_version > last_addr,
+        }
+    }
 }
 
 /// One field specifier as it is on the wire.
@@ -429,6 +569,8 @@ pub enum Shape {
 pub struct Layout {
     pub kind: Kind,
     pub shape: Shape,
+    /// The goflow2 detail fields of data records (empty for options templates).
+    pub detail: DetailPlan,
 }
 
 /// Checks `spec` against the rules and `limits`, and compiles it.
@@ -467,9 +609,14 @@ pub fn compile(
         // A record of 0 bytes would never advance: refuse it rather than loop.
         return Err(Rejected::Malformed);
     }
+    let detail = match spec.kind {
+        Kind::Data => DetailPlan::new(version, fields),
+        Kind::Options => DetailPlan::default(),
+    };
     Ok(Layout {
         kind: spec.kind,
         shape: shape(version, spec, fixed_bytes + variable, variable > 0),
+        detail,
     })
 }
 
@@ -536,30 +683,29 @@ fn variable_length(rest: &[u8], at: usize) -> Option<(usize, usize)> {
     Some((at + 3, usize::from(be16(rest, at + 1)?)))
 }
 
-/// Walks the variable-length record at the start of `rest`, calling `visit` with each mapped
-/// field's target and value (in template order). Returns the record's length, `Ok(None)` when
-/// `rest` is shorter than any record (padding), or [`Damaged`] when a record starts but does not
-/// fit. Values are visited before the end is known: on `Damaged` the caller discards them.
+/// Walks the variable-length record at the start of `rest`, calling `visit` with each field's
+/// index in the template and its value (in template order). Returns the record's length,
+/// `Ok(None)` when `rest` is shorter than any record (padding), or [`Damaged`] when a record
+/// starts but does not fit. Values are visited before the end is known: on `Damaged` the caller
+/// discards them.
 pub fn walk_variable(
     fields: &[WalkField],
     min_len: usize,
     rest: &[u8],
-    mut visit: impl FnMut(Target, &[u8]),
+    mut visit: impl FnMut(usize, &[u8]),
 ) -> Result<Option<usize>, Damaged> {
     if rest.len() < min_len.max(1) {
         return Ok(None);
     }
     let mut at = 0;
-    for f in fields {
+    for (index, f) in fields.iter().enumerate() {
         let (start, len) = if f.len == VARIABLE_LENGTH {
             variable_length(rest, at).ok_or(Damaged)?
         } else {
             (at, usize::from(f.len))
         };
         let value = rest.get(start..start + len).ok_or(Damaged)?;
-        if let Some(target) = f.target {
-            visit(target, value);
-        }
+        visit(index, value);
         at = start + len;
     }
     Ok(Some(at))
@@ -702,9 +848,9 @@ mod tests {
             0x02, 0xAA, 0xBB, // 1-byte length 2, value
             0x06,             // proto
         ];
-        let n = walk_variable(&fields, 2, &short, |t, v| seen.push((t, v.to_vec()))).unwrap();
+        let n = walk_variable(&fields, 2, &short, |i, v| seen.push((i, v.to_vec()))).unwrap();
         assert_eq!(n, Some(4));
-        assert_eq!(seen[0], (Target::Bytes, vec![0xAA, 0xBB]));
+        assert_eq!(seen, [(0, vec![0xAA, 0xBB]), (1, vec![0x06])]);
         #[rustfmt::skip]
         let long = [
             0xFF, 0x00, 0x01, 0xCC, // 255, then 2-byte length 1, value

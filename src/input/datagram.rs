@@ -183,12 +183,13 @@ mod tests {
     struct Fake;
 
     impl DatagramDecoder for Fake {
-        fn decode(
+        fn decode_detailed(
             &mut self,
             exporter: SocketAddr,
             datagram: &[u8],
             _: u64,
             out: &mut Vec<Flow>,
+            _: Option<&mut Vec<crate::flow::FlowDetail>>,
         ) -> DatagramReport {
             out.push(Flow {
                 flow_type: FlowType::Ipfix,
