@@ -98,12 +98,15 @@ fn compare(ours: &str, theirs: &str, skip: &[&str]) -> Result<usize, String> {
     }
 }
 
+/// Keys that deliberately differ, and why.
+type Deliberate = (&'static [&'static str], &'static str);
+
 const TIMES: &[&str] = &["time_flow_start_ns", "time_flow_end_ns"];
 const SAMPLING_RATE: &[&str] = &["sampling_rate"];
 
 /// The documented deliberate differences (README, "Replacing goflow2"): per capture, the keys on
 /// which our lines are right and goflow2's are not, and why. Each is checked to be real.
-fn deliberate(stem: &str) -> &'static [(&'static [&'static str], &'static str)] {
+fn deliberate(stem: &str) -> &'static [Deliberate] {
     const V5_WRAP: &str = "v5 First/Last after SysUptime: goflow2 wraps the u32 difference \
                            and puts the flow 49.7 days before the export";
     const V9_ABSOLUTE: &str = "v9 flowStart/EndMilliseconds (IE 152/153): goflow2 reads times \
