@@ -271,7 +271,8 @@ mod tests {
     /// `etype`: the addresses' family, unless IE 60 comes after them; IE 60 alone; neither.
     #[test]
     fn etype_follows_goflow2s_order_of_writes() {
-        let cases: [(&[(u16, u16)], &[u8], u16); 4] = [
+        type Fields = &'static [(u16, u16)];
+        let cases: [(Fields, &[u8], u16); 4] = [
             (&[(60, 1), (27, 16)], &[4; 17], IPV6),
             (&[(27, 16), (60, 1)], &[4; 17], IPV4),
             (&[(60, 1), (1, 4)], &[6, 0, 0, 0, 1], IPV6),
