@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use crate::aggregate::{AggregatorConfig, DEFAULT_MAX_SERIES_PER_METRIC};
 use crate::cardinality::AddrPolicy;
 use crate::decode::netflow::DecoderLimits;
+use crate::flows_out::Destination;
 use crate::input::datagram::PipelineConfig;
 use crate::input::stdin::DEFAULT_MAX_LINE_BYTES;
 use crate::input::udp::ListenSpec;
@@ -221,6 +222,29 @@ pub struct Cli {
     )]
     pub series_ttl: Duration,
 
+    /// Also write every flow of the native collector (UDP and --replay) as a goflow2 v2.2.6 JSON
+    /// line (`goflow2 -format json`) to this file, or to standard output with `-`. Lines that
+    /// cannot keep up with the traffic are dropped and counted, never slowing reception. A file is
+    /// appended to, and reopened on SIGHUP (log rotation).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "GOFLOW2_EXPORTER_FLOWS_OUT",
+        value_parser = clap::value_parser!(std::ffi::OsString)
+    )]
+    pub flows_out: Option<std::ffi::OsString>,
+
+    /// Flows queued for the --flows-out writer at most (~260 bytes each); beyond it UDP flows'
+    /// lines are dropped and counted in goflow_flows_out_dropped_total{reason="queue_full"}.
+    #[arg(
+        long,
+        value_name = "FLOWS",
+        default_value_t = 65_536,
+        value_parser = clap::value_parser!(u64).range(1024..=(1 << 24)),
+        env = "GOFLOW2_EXPORTER_FLOWS_OUT_BUFFER"
+    )]
+    pub flows_out_buffer: u64,
+
     /// Longest stdin line accepted, in bytes; longer lines are counted as line_too_long and
     /// skipped without being buffered whole.
     #[arg(
@@ -267,6 +291,14 @@ impl Cli {
             self.listen
         };
         let max_exporters = usize::try_from(self.max_exporters).unwrap_or(usize::MAX);
+        let flows_out = self.flows_out.as_deref().map(Destination::parse);
+        if flows_out.is_some() && listen.is_empty() && self.replay.is_none() {
+            return Err(
+                "--flows-out writes the flows of the native collector, and none runs: add --listen \
+                 (e.g. netflow://:2055) or --replay (goflow2's lines on stdin are goflow2's already)"
+                    .into(),
+            );
+        }
         Ok(Config {
             read_stdin,
             listen,
@@ -301,6 +333,8 @@ impl Cli {
                 max_exporter_series: max_exporters,
                 router_idle_secs: self.exporter_idle.as_secs(),
             },
+            flows_out,
+            flows_out_buffer: usize::try_from(self.flows_out_buffer).unwrap_or(usize::MAX),
         })
     }
 }

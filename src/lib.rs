@@ -97,10 +97,16 @@ pub struct Config {
     pub exit_on_eof: bool,
     pub max_line_bytes: usize,
     pub aggregator: AggregatorConfig,
+    /// `--flows-out`: where the native collector's flows go as goflow2 JSON lines.
+    pub flows_out: Option<flows_out::Destination>,
+    /// `--flows-out-buffer`: flows queued for the line writer at most.
+    pub flows_out_buffer: usize,
 }
 
 /// How long in-flight HTTP requests get after shutdown starts (the whole exit must fit in 2 s).
 const HTTP_DRAIN: Duration = Duration::from_millis(1500);
+/// How long the `--flows-out` writer gets to write what the inputs handed over, after they ended.
+const LINES_DRAIN: Duration = Duration::from_millis(1000);
 
 /// Binds the metrics listener, with an error that names the address.
 pub async fn bind_metrics(addr: SocketAddr) -> anyhow::Result<TcpListener> {
@@ -117,6 +123,8 @@ pub struct Inputs {
     pub stdin: Option<Box<dyn std::io::BufRead + Send>>,
     pub udp: Vec<BoundListener>,
     pub replay: Option<Capture>,
+    /// The `--flows-out` destination, opened.
+    pub flows_out: Option<flows_out::Output>,
 }
 
 /// Binds the UDP listeners of `config`, with errors that name the listener.
@@ -157,7 +165,11 @@ pub async fn run(
     info!(%addr, "serving metrics on http://{addr}/metrics");
     let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
     let publisher_thread = start_publisher(&state, &shutdown)?;
-    let udp_threads = start_udp(&config, &state, inputs.udp, &shutdown)?;
+    let lines = match inputs.flows_out {
+        Some(output) => Some(start_flows_out(output, &config, &state)?),
+        None => None,
+    };
+    let udp_threads = start_udp(&config, &state, lines.as_ref(), inputs.udp, &shutdown)?;
 
     // Finite inputs (stdin, replay) report their end on this channel.
     let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
@@ -173,7 +185,7 @@ pub async fn run(
         );
     }
     if let Some(capture) = inputs.replay {
-        start_replay(capture, &config, &state, done_tx.clone())?;
+        start_replay(capture, &config, &state, lines.as_ref(), done_tx.clone())?;
         finite += 1;
     }
     drop(done_tx);
@@ -189,6 +201,9 @@ pub async fn run(
     // their last shipments on its way out.
     for t in udp_threads {
         let _ = t.join();
+    }
+    if let Some(lines) = lines {
+        lines.finish(LINES_DRAIN);
     }
     let _ = publisher_thread.join();
     info!("stopped");
@@ -218,32 +233,65 @@ fn start_publisher(
         .context("cannot start the publisher thread")
 }
 
+/// The `--flows-out` writer, and SIGHUP (reopen its file) while it runs.
+fn start_flows_out(
+    output: flows_out::Output,
+    config: &Config,
+    state: &http::AppState,
+) -> anyhow::Result<flows_out::FlowsOut> {
+    let reopen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if matches!(output.destination(), flows_out::Destination::File(_)) {
+        // Installing the handler replaces SIGHUP's default action (terminate).
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler (--flows-out file reopening)")?;
+        let flag = reopen.clone();
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    flows_out::FlowsOut::start(output, config.flows_out_buffer, &state.registry, reopen)
+}
+
 /// The decoder every datagram input uses.
 fn decoder_factory(config: &Config) -> DecoderFactory {
     let limits = config.decoder;
     Arc::new(move || Box::new(NetflowDecoder::new(limits)))
 }
 
-/// A datagram pipeline for one input: its own decoder and its own accumulator.
-fn pipeline(config: &Config, state: &http::AppState) -> DatagramPipeline {
-    DatagramPipeline::new(
+/// A datagram pipeline for one input: its own decoder and its own accumulator, and with
+/// `--flows-out` its own line batcher (`wait_when_full` for a file input).
+fn pipeline(
+    config: &Config,
+    state: &http::AppState,
+    lines: Option<&flows_out::FlowsOut>,
+    wait_when_full: bool,
+) -> DatagramPipeline {
+    let pipeline = DatagramPipeline::new(
         decoder_factory(config),
         config.pipeline.clone(),
         state.publisher.accumulator(),
-    )
+    );
+    match lines {
+        Some(lines) => pipeline.with_lines(lines.batcher(wait_when_full)),
+        None => pipeline,
+    }
 }
 
 /// The native collector: one thread, one decoder and one accumulator per socket.
 fn start_udp(
     config: &Config,
     state: &http::AppState,
+    lines: Option<&flows_out::FlowsOut>,
     listeners: Vec<BoundListener>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
     for listener in listeners {
         for (i, socket) in listener.sockets.into_iter().enumerate() {
-            let (pipeline, shutdown) = (pipeline(config, state), shutdown.clone());
+            let pipeline = pipeline(config, state, lines, false);
+            let shutdown = shutdown.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("udp-{i}"))
@@ -283,9 +331,11 @@ fn start_replay(
     capture: Capture,
     config: &Config,
     state: &http::AppState,
+    lines: Option<&flows_out::FlowsOut>,
     done: UnboundedSender<&'static str>,
 ) -> anyhow::Result<()> {
-    let mut pipeline = pipeline(config, state);
+    // A file loses nothing by waiting for the line writer.
+    let mut pipeline = pipeline(config, state, lines, true);
     let path = config.replay.clone().unwrap_or_default();
     std::thread::Builder::new()
         .name("replay".into())

@@ -53,6 +53,10 @@ fn main() -> ExitCode {
             Some(path) => Some(goflow2_exporter::input::replay::load(path)?),
             None => None,
         };
+        let flows_out = match &config.flows_out {
+            Some(d) => Some(goflow2_exporter::flows_out::Output::open(d.clone())?),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         let stdin: Option<Box<dyn std::io::BufRead + Send>> = config.read_stdin.then(|| {
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
             stdin,
             udp,
             replay,
+            flows_out,
         };
         goflow2_exporter::run(config, inputs, shutdown).await
     });

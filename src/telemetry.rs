@@ -43,6 +43,8 @@ pub const ACTIVE_FLOWS_OVERFLOW: &str = "goflow_active_flows_overflow_total";
 pub const PARSE_ERRORS: &str = "goflow_parse_errors_total";
 pub const STDIN_LINES: &str = "goflow_stdin_lines_total";
 pub const STDIN_BYTES: &str = "goflow_stdin_bytes_total";
+pub const FLOWS_OUT_LINES: &str = "goflow_flows_out_lines_total";
+pub const FLOWS_OUT_DROPPED: &str = "goflow_flows_out_dropped_total";
 
 /// Label value for an absent address or sampler.
 pub const UNKNOWN: &str = "unknown";
@@ -54,6 +56,18 @@ enum Kind {
 
 /// Every metric with its kind, unit and HELP text.
 const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
+        FLOWS_OUT_LINES,
+        Kind::Counter,
+        None,
+        "Flow lines written by --flows-out (goflow2 JSON, one per flow of the native collector).",
+    ),
+    (
+        FLOWS_OUT_DROPPED,
+        Kind::Counter,
+        None,
+        "Flow lines not written by --flows-out: reason queue_full (the writer fell behind the traffic; reception never waits) or write_error (e.g. a closed pipe).",
+    ),
     (
         FLOWS,
         Kind::Counter,

@@ -17,6 +17,7 @@ use crate::aggregate::Accumulator;
 use crate::decode::ErrorType;
 use crate::decode::netflow::{DatagramDecoder, DatagramReport};
 use crate::flow::{Flow, unmap_v4};
+use crate::flows_out::LineBatcher;
 use crate::input::ErrorTally;
 
 /// How often the decoder is pruned and its templates snapshot sent.
@@ -44,6 +45,8 @@ pub struct DatagramPipeline {
     config: PipelineConfig,
     flows: Vec<Flow>,
     accumulator: Accumulator,
+    /// `--flows-out`: this input's lines (the decoder then also reads the detail fields).
+    lines: Option<LineBatcher>,
     last_housekeeping: Instant,
     last_warn: Option<Instant>,
     errors_since_warn: u64,
@@ -57,9 +60,23 @@ impl DatagramPipeline {
             config,
             flows: Vec::with_capacity(256),
             accumulator,
+            lines: None,
             last_housekeeping: Instant::now(),
             last_warn: None,
             errors_since_warn: 0,
+        }
+    }
+
+    /// Also writes this input's flows as lines (`--flows-out`).
+    pub fn with_lines(mut self, lines: LineBatcher) -> Self {
+        self.lines = Some(lines);
+        self
+    }
+
+    /// Hands over the flow lines batched so far (at the end of an input).
+    pub fn flush_lines(&mut self) {
+        if let Some(lines) = &mut self.lines {
+            lines.flush();
         }
     }
 
@@ -84,6 +101,9 @@ impl DatagramPipeline {
         }
         let report = self.decode(from, payload, received_ns);
         self.accumulator.record(&self.flows);
+        if let Some(lines) = &mut self.lines {
+            lines.add(&self.flows);
+        }
         self.flows.clear();
         self.accumulator.delta().count_datagram(ip, payload.len());
         self.count_errors(from, &report);
@@ -94,8 +114,9 @@ impl DatagramPipeline {
     fn decode(&mut self, from: SocketAddr, payload: &[u8], received_ns: u64) -> DatagramReport {
         let decoder = &mut self.decoder;
         let flows = &mut self.flows;
+        let details = self.lines.as_mut().map(LineBatcher::details);
         let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            decoder.decode(from, payload, received_ns, flows)
+            decoder.decode_detailed(from, payload, received_ns, flows, details)
         }));
         decoded.unwrap_or_else(|_| {
             // A bug, not bad input: keep serving, but say so loudly (the panic message is
@@ -107,6 +128,9 @@ impl DatagramPipeline {
             );
             self.decoder = (self.factory)();
             self.flows.clear();
+            if let Some(lines) = &mut self.lines {
+                lines.discard();
+            }
             DatagramReport {
                 version: payload
                     .get(..2)
@@ -119,6 +143,9 @@ impl DatagramPipeline {
 
     /// Runs housekeeping when it is due (inputs call it once per batch and when idle).
     pub fn tick(&mut self, now: Instant) {
+        if let Some(lines) = &mut self.lines {
+            lines.tick(now);
+        }
         if now.duration_since(self.last_housekeeping) >= HOUSEKEEPING_EVERY {
             self.housekeeping(now);
         }

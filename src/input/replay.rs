@@ -67,5 +67,6 @@ pub fn run(capture: &Capture, pipeline: &mut DatagramPipeline) -> ReplaySummary 
             .sum::<u64>();
     }
     pipeline.accumulator().ship();
+    pipeline.flush_lines();
     summary
 }

@@ -226,6 +226,7 @@ pub fn run_socket(socket: UdpSocket, mut pipeline: DatagramPipeline, shutdown: C
     }
     // What was counted before shutdown is handed over (the publisher merges it on its way out).
     pipeline.accumulator().try_ship(Instant::now());
+    pipeline.flush_lines();
 }
 
 /// Buffers and headers for `recvmmsg`, allocated once per socket thread.

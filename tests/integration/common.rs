@@ -83,13 +83,24 @@ impl Exporter {
 
     /// Like [`Exporter::start_with`], with extra environment variables for the child.
     pub fn start_env(args: &[&str], envs: &[(&str, &str)], stdin: Stdio) -> Exporter {
+        Self::start_full(args, envs, stdin, Stdio::null())
+    }
+
+    /// Like [`Exporter::start_env`], with the child's standard output as given (`child.stdout`
+    /// holds its read end when piped).
+    pub fn start_full(
+        args: &[&str],
+        envs: &[(&str, &str)],
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> Exporter {
         let mut child = Command::new(binary())
             .args(["--metrics-addr", "127.0.0.1:0"])
             .args(args)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(stdin)
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("binary starts");

@@ -4,6 +4,7 @@
 mod cardinality;
 mod collector;
 mod common;
+mod flows_out;
 mod hostile;
 mod lifecycle;
 mod native_fixtures;

@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -40,34 +39,6 @@ fn has_tool(name: &str) -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let p = std::env::temp_dir().join(format!(
-            "goflow2-exporter-{what}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&p).expect("create a temporary directory");
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A plain HTTP/1.0 GET that returns `None` when the server is not there (yet).
@@ -132,13 +103,13 @@ struct Prometheus {
     child: Child,
     addr: SocketAddr,
     started: Instant,
-    dir: TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
     /// Starts Prometheus with `config` and waits until it is ready.
     fn start(config: &str) -> Prometheus {
-        let dir = TempDir::new("prometheus");
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
@@ -1017,7 +988,7 @@ fn promtool_checks_the_config_and_the_dashboard_as_rules() {
         ));
         count += 1;
     }
-    let dir = TempDir::new("promtool-rules");
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let path = dir.path().join("rules.yml");
     std::fs::write(&path, &rules).unwrap();
     let out = Command::new("promtool")
