@@ -203,6 +203,8 @@ for path in pcaps:
         pieces = [(0x10 | idx, p) for idx, p in seed]
         put("datagram", frame_seed(0, pieces))
         put("decoder_diff", frame_seed(0, pieces))
+        # Bit 5 too: decode with the detail fields of flow lines and check the lines.
+        put("datagram", frame_seed(0, [(c | 0x20, p) for c, p in pieces]))
         if n == 0:
             put("datagram", frame_seed(1, pieces))  # tiny limits
             put("datagram", frame_seed(2, pieces))  # determinism check

@@ -7,7 +7,9 @@
 //! limits (bit 0: tiny limits, so eviction paths run) and whether the whole sequence is replayed
 //! into a second decoder to check determinism (bit 1, default limits only). Every further piece is one datagram: its
 //! first byte is a control byte (bits 0-2: which of 8 exporter addresses sent it; bit 3:
-//! `prune_idle(0)` before it; bit 4: check `templates_per_exporter()` after it), the rest is the
+//! `prune_idle(0)` before it; bit 4: check `templates_per_exporter()` after it; bit 5: decode it
+//! with the detail fields of flow lines, and check one detail per flow and every line JSON with
+//! goflow2's 50 keys), the rest is the
 //! UDP payload. A fresh decoder per input keeps crashes reproducible from the input alone.
 //!
 //! Checks, per datagram: the report's flow count equals the flows appended and flows already in
@@ -26,6 +28,7 @@ use goflow2_exporter::decode::netflow::{
     DatagramDecoder, DatagramReport, DecoderLimits, NetflowDecoder,
 };
 use goflow2_exporter::flow::{Flow, FlowType, unmap_v4};
+use goflow2_exporter::flows_out::format::write_line;
 use libfuzzer_sys::fuzz_target;
 
 #[path = "common.rs"]
@@ -132,6 +135,7 @@ fn run(config: u8, datagrams: &[&[u8]]) -> Vec<Flow> {
     let mut decoder = NetflowDecoder::new(limits);
     let mut all = Vec::new();
     let mut out = Vec::new();
+    let (mut details, mut line) = (Vec::new(), Vec::new());
     let marker = Flow {
         bytes: 0x5eed,
         ..Flow::default()
@@ -154,7 +158,29 @@ fn run(config: u8, datagrams: &[&[u8]]) -> Vec<Flow> {
         let received_ns = 1_700_000_000_000_000_000 + i as u64 * 1_000_000_007;
         out.clear();
         out.push(marker);
-        let report = decoder.decode(exporter, datagram, received_ns, &mut out);
+        // Every other datagram also with the detail fields of flow lines (--flows-out): one
+        // detail per flow, and every line valid JSON with goflow2's 50 keys.
+        let report = if ctl & 32 != 0 {
+            details.clear();
+            let r = decoder.decode_detailed(
+                exporter,
+                datagram,
+                received_ns,
+                &mut out,
+                Some(&mut details),
+            );
+            assert_eq!(details.len(), out.len() - 1, "one detail per flow");
+            for (f, d) in out[1..].iter().zip(&details) {
+                line.clear();
+                write_line(&mut line, f, d);
+                let v: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(&line).expect("a flow line is JSON");
+                assert_eq!(v.len(), 50, "goflow2's 50 keys");
+            }
+            r
+        } else {
+            decoder.decode(exporter, datagram, received_ns, &mut out)
+        };
         assert_eq!(out[0], marker, "decode modified flows already in `out`");
         check(exporter, datagram, received_ns, &report, &out[1..]);
         all.extend_from_slice(&out[1..]);
