@@ -15,6 +15,10 @@
 //!   → aggregate::Publisher                one thread: merges deltas, owns label sets and handles
 //!   → telemetry::Registry                 metric names, HELP, the Prometheus recorder
 //!   → http                                /metrics (publish, render, gzip) and /healthz
+//!
+//! --flows-out (flows_out)                 the datagram inputs' flows, with their goflow2 detail
+//!                                         fields, as goflow2 JSON lines: a writer thread
+//!                                         behind a bounded queue, off the metrics' path
 //! ```
 //!
 //! Around it: [`cli`] turns flags into a [`Config`], [`sampling`] holds the rate rule, [`names`]
