@@ -265,7 +265,7 @@ impl LineBatcher {
         self.details.clear();
     }
 
-    /// Hands over a partly filled batch once it has waited [`FLUSH_AFTER`].
+    /// Hands over a partly filled batch once it has waited 100 ms (`FLUSH_AFTER`).
     pub fn tick(&mut self, now: Instant) {
         if self
             .since
