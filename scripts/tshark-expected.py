@@ -34,7 +34,11 @@ record's sampler id (IE 48), else an options record of that exporter + domain wi
 id, else 1 (counted in records_without_known_rate). Raw sums are never scaled; "scaled_totals"
 is the per-record raw value times that rate, for convenience.
 
-Usage: tshark-expected.py CAPTURE PORT NAME > NAME.expected.json
+NAT attribution (`--nat-attribution`, the exporter's flag of the same name): a v9/IPFIX record's
+destination is tshark's cflow.post_natdestination_ipv4_address (IE 226) or
+cflow.post_nat_destination_ipv6_address (IE 282) when the record has one that is not all zeros.
+
+Usage: tshark-expected.py CAPTURE PORT NAME [--nat-attribution] > NAME.expected.json
 """
 
 import json
@@ -123,6 +127,7 @@ def option_rate(o):
 
 def main():
     cap, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    nat_attribution = "--nat-attribution" in sys.argv[4:]
     cmd = ["tshark", "-n", "-r", cap, "-d", "udp.port==%d,cflow" % port, "-T", "pdml",
            "udp.port==%d" % port]
     xml = subprocess.run(cmd, capture_output=True, check=True).stdout
@@ -286,9 +291,15 @@ def main():
                 rate = rate_of.get((exp, dom, sid))
                 if rate is None:
                     rate = rate_of.get((exp, dom, None))
+                rec_dst = direct_any(rec, "cflow.dstaddr", "cflow.dstaddrv6").get("show")
+                nat_dst = direct_any(rec, "cflow.post_natdestination_ipv4_address",
+                                     "cflow.post_nat_destination_ipv6_address")
+                if (nat_attribution and nat_dst is not None
+                        and nat_dst.get("show") not in ("0.0.0.0", "::")):
+                    rec_dst = nat_dst.get("show")
                 account(exp, ftype, src,
                         direct_any(rec, "cflow.srcaddr", "cflow.srcaddrv6").get("show"),
-                        direct_any(rec, "cflow.dstaddr", "cflow.dstaddrv6").get("show"),
+                        rec_dst,
                         num(direct(rec, "cflow.protocol")),
                         num(direct(rec, "cflow.octets")), num(direct(rec, "cflow.packets")),
                         rate, tid=fsid, sid=sid)

@@ -109,6 +109,17 @@ impl AddrPolicy {
 
     /// The key of `addr`. Per flow: a few comparisons, no allocation.
     #[inline]
+    /// Whether `--local-net` was given (the direction families exist only then).
+    pub fn has_local_nets(&self) -> bool {
+        !self.local.is_empty()
+    }
+
+    /// Whether `addr` is in a `--local-net` network.
+    #[inline]
+    pub fn is_local(&self, addr: Option<IpAddr>) -> bool {
+        addr.is_some_and(|a| self.local.iter().any(|n| n.contains(&a)))
+    }
+
     pub fn key(&self, addr: Option<IpAddr>) -> AddrKey {
         let Some(addr) = addr else {
             return AddrKey::UNKNOWN;

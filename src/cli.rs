@@ -180,6 +180,17 @@ pub struct Cli {
     )]
     pub local_net: Vec<IpNet>,
 
+    /// Count each flow's destination after NAT (IPFIX IE 226 / 282, which RouterOS sends) in the
+    /// address families when the record carries one: replies to the router's outside address are
+    /// counted for the inside host they were forwarded to.
+    #[arg(
+        long,
+        env = "GOFLOW2_EXPORTER_NAT_ATTRIBUTION",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub nat_attribution: bool,
+
     /// Prefix length that IPv4 addresses outside --local-net are aggregated to (32: none).
     #[arg(
         long,
@@ -332,6 +343,7 @@ impl Cli {
                 series_ttl_secs: self.series_ttl.as_secs(),
                 max_exporter_series: max_exporters,
                 router_idle_secs: self.exporter_idle.as_secs(),
+                nat_attribution: self.nat_attribution,
             },
             flows_out,
             flows_out_buffer: usize::try_from(self.flows_out_buffer).unwrap_or(usize::MAX),

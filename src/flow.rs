@@ -81,6 +81,15 @@ pub struct Flow {
     pub tcp_flags: u16,
     /// NetFlow v9 source id / IPFIX observation domain id (0 when absent).
     pub observation_domain: u32,
+    /// The source and destination after NAT (IPFIX/v9 IE 225/281 and 226/282, RouterOS and
+    /// other NAT devices), `None` when the record has none. With `--nat-attribution` the
+    /// destination after NAT (the inside host of a reply) is the flow's destination in the
+    /// address families.
+    pub post_nat_src: Option<IpAddr>,
+    pub post_nat_dst: Option<IpAddr>,
+    /// Ports after NAPT (IE 227 / 228), 0 when absent.
+    pub post_nat_src_port: u16,
+    pub post_nat_dst_port: u16,
 }
 
 /// The fields of a goflow2 flow line that no metric family uses (issue 11): the export's sequence

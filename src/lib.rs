@@ -165,14 +165,15 @@ pub async fn run(
         registry,
         publisher,
     };
-    let addr = inputs.metrics.local_addr()?;
-    info!(%addr, "serving metrics on http://{addr}/metrics");
-    let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
-    let publisher_thread = start_publisher(&state, &shutdown)?;
+    // Before the address is logged (tests and users act on that line): SIGHUP is handled by then.
     let lines = match inputs.flows_out {
         Some(output) => Some(start_flows_out(output, &config, &state)?),
         None => None,
     };
+    let addr = inputs.metrics.local_addr()?;
+    info!(%addr, "serving metrics on http://{addr}/metrics");
+    let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
+    let publisher_thread = start_publisher(&state, &shutdown)?;
     let udp_threads = start_udp(&config, &state, lines.as_ref(), inputs.udp, &shutdown)?;
 
     // Finite inputs (stdin, replay) report their end on this channel.

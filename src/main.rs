@@ -58,7 +58,11 @@ fn main() -> ExitCode {
             None => None,
         };
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        // The handlers are installed here, before anything is served: a SIGINT that arrives
+        // once the metrics address is logged must find them (the default action would kill the
+        // process with no clean exit).
+        let signals = install_signal_handlers();
+        tokio::spawn(cancel_on_signal(signals, shutdown.clone()));
         let stdin: Option<Box<dyn std::io::BufRead + Send>> = config.read_stdin.then(|| {
             Box::new(std::io::BufReader::with_capacity(
                 256 * 1024,
@@ -85,14 +89,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-async fn cancel_on_signal(shutdown: CancellationToken) {
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+/// Installs the SIGTERM and SIGINT handlers (synchronously: `signal` registers on the call).
+fn install_signal_handlers() -> Signals {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers; stop the process with SIGKILL");
+    ) {
+        (Ok(term), Ok(int)) => Some((term, int)),
+        _ => {
+            error!("cannot install signal handlers; stop the process with SIGKILL");
+            None
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn cancel_on_signal(signals: Signals, shutdown: CancellationToken) {
+    let Some((mut term, mut int)) = signals else {
         return;
     };
     tokio::select! {

@@ -27,6 +27,9 @@ pub const FLOWS_BY_SAMPLER: &str = "goflow_flows_by_sampler_total";
 pub const BYTES_BY_SAMPLER: &str = "goflow_bytes_by_sampler_total";
 pub const PACKETS_BY_SAMPLER: &str = "goflow_packets_by_sampler_total";
 pub const SAMPLING_RATE: &str = "goflow_sampling_rate";
+pub const FLOWS_BY_DIRECTION: &str = "goflow_flows_by_direction_total";
+pub const BYTES_BY_DIRECTION: &str = "goflow_bytes_by_direction_total";
+pub const PACKETS_BY_DIRECTION: &str = "goflow_packets_by_direction_total";
 pub const UNKNOWN_SAMPLING_RATE: &str = "goflow_flows_unknown_sampling_rate_total";
 pub const EXPORTER_DATAGRAMS: &str = "goflow_exporter_datagrams_total";
 pub const EXPORTER_BYTES: &str = "goflow_exporter_bytes_total";
@@ -56,6 +59,24 @@ enum Kind {
 
 /// Every metric with its kind, unit and HELP text.
 const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
+        FLOWS_BY_DIRECTION,
+        Kind::Counter,
+        None,
+        "Flows by router and direction across --local-net: outbound (source local), inbound (destination local), internal (both), external (neither).",
+    ),
+    (
+        BYTES_BY_DIRECTION,
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "Bytes by router and direction across --local-net, multiplied by the sampling rate.",
+    ),
+    (
+        PACKETS_BY_DIRECTION,
+        Kind::Counter,
+        None,
+        "Packets by router and direction across --local-net, multiplied by the sampling rate.",
+    ),
     (
         FLOWS_OUT_LINES,
         Kind::Counter,

@@ -51,6 +51,50 @@ const NO_PROTOCOL: usize = 256;
 /// A run of flows with one (sampler, flow type): [flows, bytes, packets, last rate].
 type SamplerRun = ((Option<IpAddr>, FlowType), [u64; 4]);
 
+/// Which way a flow crosses the `--local-net` boundary (the `direction` label of the
+/// `goflow_*_by_direction_total` families), decided on the addresses after NAT attribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Source local, destination not: upload.
+    Outbound,
+    /// Destination local, source not: download.
+    Inbound,
+    /// Both local.
+    Internal,
+    /// Neither local (transit, or traffic of the router itself seen from outside).
+    External,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 4] = [
+        Direction::Outbound,
+        Direction::Inbound,
+        Direction::Internal,
+        Direction::External,
+    ];
+
+    pub fn of(src_local: bool, dst_local: bool) -> Direction {
+        match (src_local, dst_local) {
+            (true, false) => Direction::Outbound,
+            (false, true) => Direction::Inbound,
+            (true, true) => Direction::Internal,
+            (false, false) => Direction::External,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "outbound",
+            Direction::Inbound => "inbound",
+            Direction::Internal => "internal",
+            Direction::External => "external",
+        }
+    }
+}
+
+/// [flows, bytes, packets] per [`Direction`] of one sampler.
+pub type DirectionSums = [[u64; 3]; 4];
+
 /// The per-flow rules every input applies: shared, read-only, cloned into each input.
 #[derive(Debug, Clone)]
 pub struct FlowPolicy {
@@ -59,6 +103,22 @@ pub struct FlowPolicy {
     /// One seed for every input, so the same flow key has the same fingerprint wherever it is
     /// counted.
     pub hasher: DefaultHashBuilder,
+    /// `--nat-attribution` (see [`FlowPolicy::inside_dst`]).
+    pub nat_attribution: bool,
+}
+
+impl FlowPolicy {
+    /// The flow's destination as the address families count it: with `--nat-attribution`, the
+    /// destination after NAT when the record carries a non-zero one (a reply to the router's
+    /// outside address is counted for the inside host it was forwarded to), else the destination
+    /// as exported. The source is always the one exported: the inside host before NAT.
+    #[inline]
+    pub fn inside_dst(&self, flow: &Flow) -> Option<IpAddr> {
+        match flow.post_nat_dst {
+            Some(nat) if self.nat_attribution && !nat.is_unspecified() => Some(nat),
+            _ => flow.dst_addr,
+        }
+    }
 }
 
 /// Counters of the inputs themselves, published after the flows of the same delta.
@@ -77,6 +137,10 @@ pub struct Delta {
     pub(crate) by_sampler_type: HashMap<(Option<IpAddr>, FlowType), [u64; 4]>,
     /// [flows, bytes, packets] by protocol number; index 256 is "unknown".
     pub(crate) by_protocol: Vec<[u64; 3]>,
+    /// Sampler → sums per direction (only with `--local-net`).
+    pub(crate) by_direction: HashMap<Option<IpAddr>, DirectionSums>,
+    /// Sums per direction of samplers beyond [`DELTA_MAX_SAMPLERS`].
+    pub(crate) direction_other: DirectionSums,
     pub(crate) by_src: AddrTally,
     pub(crate) by_dst: AddrTally,
     pub(crate) unknown_rate: u64,
@@ -134,6 +198,9 @@ impl Delta {
         // here and added to the sampler table once, and the sampler's active-flows index is
         // looked up once.
         let mut run: Option<SamplerRun> = None;
+        // The run's sums per direction (sampler only: the flow type does not split them).
+        let directions = policy.addresses.has_local_nets();
+        let mut dir_sums: DirectionSums = [[0; 3]; 4];
         // (sampler, its slot in this delta; `None` when the delta is full of samplers).
         let mut slot: Option<(Option<IpAddr>, Option<u32>)> = None;
         for flow in flows {
@@ -160,15 +227,24 @@ impl Delta {
                 }
                 _ => {
                     if let Some(done) = run.replace((key, [1, bytes, packets, rate])) {
+                        if directions {
+                            self.add_directions(done.0.0, &mut dir_sums);
+                        }
                         self.add_sampler_run(done);
                     }
                 }
             }
             let proto = flow.proto.map_or(NO_PROTOCOL, usize::from);
             add(&mut self.by_protocol[proto], &[1, bytes, packets]);
+            let inside_dst = policy.inside_dst(flow);
+            if directions {
+                let a = &policy.addresses;
+                let d = Direction::of(a.is_local(flow.src_addr), a.is_local(inside_dst));
+                add(&mut dir_sums[d as usize], &[1, bytes, packets]);
+            }
             let src = policy.addresses.key(flow.src_addr);
             self.by_src.add(src, policy.hasher.hash_one(src), bytes);
-            let dst = policy.addresses.key(flow.dst_addr);
+            let dst = policy.addresses.key(inside_dst);
             self.by_dst.add(dst, policy.hasher.hash_one(dst), bytes);
 
             let Some(index) = index.filter(|_| self.active.len() < DELTA_MAX_ACTIVE_KEYS) else {
@@ -186,7 +262,24 @@ impl Delta {
             self.active.push((fingerprint, index));
         }
         if let Some(done) = run {
+            if directions {
+                self.add_directions(done.0.0, &mut dir_sums);
+            }
             self.add_sampler_run(done);
+        }
+    }
+
+    /// Adds a run's sums per direction to its sampler's cell (or the overflow cell, as for
+    /// [`Delta::add_sampler_run`]) and zeroes them for the next run.
+    fn add_directions(&mut self, sampler: Option<IpAddr>, sums: &mut DirectionSums) {
+        let cell = if self.sampler_slots.contains_key(&sampler) {
+            self.by_direction.entry(sampler).or_insert([[0; 3]; 4])
+        } else {
+            &mut self.direction_other
+        };
+        for (total, run) in cell.iter_mut().zip(sums.iter_mut()) {
+            add(total, run);
+            *run = [0; 3];
         }
     }
 
@@ -285,10 +378,13 @@ impl Delta {
         self.active.clear();
         // Tables keyed by sampler or exporter grow only in floods: give the memory back.
         self.by_sampler_type.clear();
+        self.by_direction.clear();
+        self.direction_other = Default::default();
         self.exporters.clear();
         self.sampler_slots.clear();
         self.active_samplers.clear();
         shrink_if_oversized(&mut self.by_sampler_type, 64);
+        shrink_if_oversized(&mut self.by_direction, 64);
         shrink_if_oversized(&mut self.exporters, 64);
         shrink_if_oversized(&mut self.sampler_slots, 64);
         self.active_samplers.shrink_to(64);

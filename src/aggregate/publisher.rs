@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::AggregatorConfig;
 use super::accumulator::{Accumulator, Shipment};
 use super::active::ActiveFlows;
-use super::delta::{Delta, FlowPolicy, InputCounts};
+use super::delta::{Delta, Direction, FlowPolicy, InputCounts};
 use super::routers::{Router, Routers};
 use crate::Clock;
 use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Published, Slot};
@@ -109,6 +109,7 @@ pub struct Aggregator {
     by_src: Family<AddrKey, Cell<2>>,
     by_dst: Family<AddrKey, Cell<2>>,
     by_sampler: Family<Router, SamplerCell>,
+    by_direction: Family<(Router, Direction), Cell<3>>,
     unknown_rate: Counter,
     active: ActiveFlows,
     routers: Routers,
@@ -133,6 +134,7 @@ impl Aggregator {
                 sampling: config.sampling,
                 addresses: config.addresses,
                 hasher: DefaultHashBuilder::default(),
+                nat_attribution: config.nat_attribution,
             },
             by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
             by_protocol: Family::new(
@@ -152,6 +154,15 @@ impl Aggregator {
                     t::FLOWS_BY_SAMPLER,
                     t::BYTES_BY_SAMPLER,
                     t::PACKETS_BY_SAMPLER,
+                ],
+                limits,
+            ),
+            by_direction: Family::new(
+                reg,
+                &[
+                    t::FLOWS_BY_DIRECTION,
+                    t::BYTES_BY_DIRECTION,
+                    t::PACKETS_BY_DIRECTION,
                 ],
                 limits,
             ),
@@ -198,6 +209,7 @@ impl Aggregator {
     pub fn merge(&mut self, delta: &mut Delta, now: u64, input: usize) {
         let sizes = delta.sizes();
         self.merge_sampler_types(delta, now);
+        self.merge_directions(delta, now);
         self.merge_protocols(delta, now);
         merge_addresses(
             &mut self.by_src,
@@ -301,6 +313,41 @@ impl Aggregator {
         cell.last_rate = rate;
     }
 
+    /// The direction families (`--local-net`): one table operation per (router, direction) of
+    /// the delta.
+    fn merge_directions(&mut self, delta: &mut Delta, now: u64) {
+        let reg = &*self.registry;
+        let create = |s: &str, d: &str| {
+            let labels = [("sampler_address", s), ("direction", d)];
+            Cell::new([
+                reg.expiring_counter(t::FLOWS_BY_DIRECTION, &labels),
+                reg.expiring_counter(t::BYTES_BY_DIRECTION, &labels),
+                reg.expiring_counter(t::PACKETS_BY_DIRECTION, &labels),
+            ])
+        };
+        let routers = &mut self.routers;
+        let cells = delta
+            .by_direction
+            .drain()
+            .map(|(sampler, sums)| (routers.label(sampler, now), sums))
+            .chain(std::iter::once((Router::Other, delta.direction_other)));
+        for (router, sums) in cells {
+            for (direction, values) in Direction::ALL.into_iter().zip(sums) {
+                if values[0] == 0 {
+                    continue;
+                }
+                self.by_direction
+                    .slot(
+                        (router.clone(), direction),
+                        now,
+                        |(r, d)| create(&r.label(), d.as_str()),
+                        || create("other", "other"),
+                    )
+                    .add(values);
+            }
+        }
+    }
+
     fn merge_protocols(&mut self, delta: &Delta, now: u64) {
         let reg = &*self.registry;
         let create = |p: &str| {
@@ -338,6 +385,7 @@ impl Aggregator {
             cell.active_gauge.set(active.active_of(*sampler) as f64);
         });
         self.by_protocol.publish(now, rendered, |_, _| {});
+        self.by_direction.publish(now, rendered, |_, _| {});
         self.by_src.publish(now, rendered, |_, _| {});
         self.by_dst.publish(now, rendered, |_, _| {});
         for family in [&mut self.by_src, &mut self.by_dst] {

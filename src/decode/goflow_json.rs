@@ -141,6 +141,8 @@ impl Line<'_> {
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
             observation_domain: self.observation_domain_id,
+            // goflow2 does not map the post-NAT elements into its lines.
+            ..Flow::default()
         }
     }
 }
@@ -850,7 +852,7 @@ mod tests {
                 in_if: 2,
                 out_if: 1,
                 tcp_flags: 27,
-                observation_domain: 0,
+                ..Flow::default()
             }
         );
     }

@@ -685,9 +685,13 @@ fn fixed_flow(p: &FixedPlan, r: &[u8], msg: &Message, sampling: &Sampling) -> Fl
             Target::SrcV4 => set_addr(&mut f.src_addr, v.and_then(v4)),
             Target::DstV4 => set_addr(&mut f.dst_addr, v.and_then(v4)),
             Target::SrcV6 => set_addr(&mut f.src_addr, v.and_then(v6)),
+            Target::NatSrc => set_addr(&mut f.post_nat_src, v.and_then(v4_or_v6)),
+            Target::NatDst => set_addr(&mut f.post_nat_dst, v.and_then(v4_or_v6)),
             _ => set_addr(&mut f.dst_addr, v.and_then(v6)),
         }
     }
+    f.post_nat_src_port = num(p.nat_src_port).map_or(0, |v| v as u16);
+    f.post_nat_dst_port = num(p.nat_dst_port).map_or(0, |v| v as u16);
     let mut rate_in_record = 0;
     for op in p.rates.iter() {
         if let Some(rate) = r
@@ -724,6 +728,10 @@ struct RecordValues {
     in_if: u32,
     out_if: u32,
     tcp_flags: u16,
+    nat_src: Option<IpAddr>,
+    nat_dst: Option<IpAddr>,
+    nat_src_port: u16,
+    nat_dst_port: u16,
     /// IE 34 / 50 inside the data record (MikroTik, Huawei).
     rate_in_record: u64,
     sampler_id: Option<u64>,
@@ -759,6 +767,10 @@ impl RecordValues {
             Target::AbsStart(unit) => self.time.abs_start_ms = unix_ms(unit, v),
             Target::AbsEnd(unit) => self.time.abs_end_ms = unix_ms(unit, v),
             Target::SysInit => self.time.sys_init_ms = unix_ms(TimeUnit::Millis, v),
+            Target::NatSrc => set_addr(&mut self.nat_src, v4_or_v6(v)),
+            Target::NatDst => set_addr(&mut self.nat_dst, v4_or_v6(v)),
+            Target::NatSrcPort => self.nat_src_port = uint(v).map_or(0, |p| p as u16),
+            Target::NatDstPort => self.nat_dst_port = uint(v).map_or(0, |p| p as u16),
             // Options targets are never compiled into data layouts.
             Target::OptInterval
             | Target::OptPacketInterval
@@ -784,6 +796,10 @@ impl RecordValues {
             in_if: self.in_if,
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
+            post_nat_src: self.nat_src,
+            post_nat_dst: self.nat_dst,
+            post_nat_src_port: self.nat_src_port,
+            post_nat_dst_port: self.nat_dst_port,
             ..msg.base
         }
     }
@@ -963,6 +979,12 @@ fn tcp_flags(v: &[u8]) -> u16 {
 fn v4(v: &[u8]) -> Option<IpAddr> {
     let octets: [u8; 4] = v.try_into().ok()?;
     Some(IpAddr::V4(Ipv4Addr::from(octets)))
+}
+
+/// An address IE whose family is given by its length (the post-NAT IEs of both families share
+/// one target).
+fn v4_or_v6(v: &[u8]) -> Option<IpAddr> {
+    v4(v).or_else(|| v6(v))
 }
 
 fn v6(v: &[u8]) -> Option<IpAddr> {

@@ -77,6 +77,14 @@ pub enum Target {
     AbsEnd(TimeUnit),
     /// IE 160 systemInitTimeMilliseconds inside a data record (RouterOS 7).
     SysInit,
+    /// IE 225 postNATSourceIPv4Address / 281 postNATSourceIPv6Address.
+    NatSrc,
+    /// IE 226 postNATDestinationIPv4Address / 282 postNATDestinationIPv6Address.
+    NatDst,
+    /// IE 227 postNAPTSourceTransportPort.
+    NatSrcPort,
+    /// IE 228 postNAPTDestinationTransportPort.
+    NatDstPort,
     /// Options IE 34 samplingInterval / 50 samplerRandomInterval.
     OptInterval,
     /// Options IE 305 samplingPacketInterval.
@@ -116,6 +124,10 @@ fn data_target(ie: u16) -> Option<Target> {
         153 => T::AbsEnd(TimeUnit::Millis),
         155 | 157 => T::AbsEnd(TimeUnit::Ntp),
         160 => T::SysInit,
+        225 | 281 => T::NatSrc,
+        226 | 282 => T::NatDst,
+        227 => T::NatSrcPort,
+        228 => T::NatDstPort,
         _ => return None,
     })
 }
@@ -490,7 +502,10 @@ pub struct FixedPlan {
     pub abs_start: Option<(Slot, TimeUnit)>,
     pub abs_end: Option<(Slot, TimeUnit)>,
     pub sys_init: Option<Slot>,
-    /// [`Target::SrcV4`], [`Target::DstV4`], [`Target::SrcV6`], [`Target::DstV6`] operations.
+    pub nat_src_port: Option<Slot>,
+    pub nat_dst_port: Option<Slot>,
+    /// [`Target::SrcV4`], [`Target::DstV4`], [`Target::SrcV6`], [`Target::DstV6`],
+    /// [`Target::NatSrc`] and [`Target::NatDst`] operations.
     pub addrs: Box<[Op]>,
     /// [`Target::RateInRecord`] operations.
     pub rates: Box<[Op]>,
@@ -520,7 +535,14 @@ impl FixedPlan {
                 Target::AbsStart(unit) => plan.abs_start = slot.map(|s| (s, unit)),
                 Target::AbsEnd(unit) => plan.abs_end = slot.map(|s| (s, unit)),
                 Target::SysInit => plan.sys_init = slot,
-                Target::SrcV4 | Target::DstV4 | Target::SrcV6 | Target::DstV6 => addrs.push(*op),
+                Target::NatSrcPort => plan.nat_src_port = slot,
+                Target::NatDstPort => plan.nat_dst_port = slot,
+                Target::SrcV4
+                | Target::DstV4
+                | Target::SrcV6
+                | Target::DstV6
+                | Target::NatSrc
+                | Target::NatDst => addrs.push(*op),
                 Target::RateInRecord => rates.push(*op),
                 // Options targets: options records go through `ops`.
                 Target::OptInterval

@@ -215,8 +215,8 @@ fn fixtures_match_tshark_totals() {
     }
 }
 
-/// Runs tshark (through the fixture script) on a shared capture.
-fn tshark_totals(pcap: &Path) -> Value {
+/// Runs tshark (through the fixture script, with `extra` options) on a shared capture.
+fn tshark_totals(pcap: &Path, extra: &[&str]) -> Value {
     let bytes = std::fs::read(pcap).unwrap();
     let (datagrams, _) = read_datagrams(&bytes).unwrap();
     let port = datagrams[0].dst.port();
@@ -226,6 +226,7 @@ fn tshark_totals(pcap: &Path) -> Value {
         .arg(pcap)
         .arg(port.to_string())
         .arg(&name)
+        .args(extra)
         .output()
         .expect("python3 runs");
     assert!(
@@ -257,7 +258,7 @@ fn shared_captures_match_tshark_totals() {
     list.sort();
     assert!(list.len() >= 7, "{list:?}");
     for pcap in &list {
-        let want = tshark_totals(pcap);
+        let want = tshark_totals(pcap, &[]);
         check_capture(pcap, &want);
     }
 }
@@ -310,5 +311,49 @@ fn mikrotik_juniper_and_nprobe_specifics() {
     assert_eq!(
         m[r#"goflow_parse_errors_total{error_type="missing_template"}"#],
         0.0
+    );
+}
+
+/// `--nat-attribution` on the RouterOS IPFIX capture (template 258 carries IE 225/226): every
+/// flow family equals tshark's totals with each record's destination after NAT, so the replies
+/// to the router's outside address 192.168.230.216 are counted for the inside hosts.
+#[test]
+fn routeros_nat_attribution_matches_tshark() {
+    let Some(shared) = shared_dir() else {
+        available(false, "../shared (captures)");
+        return;
+    };
+    let has_tshark = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(has_tshark, "tshark (Debian package tshark)") {
+        return;
+    }
+    let pcap = shared.join("captures/mikrotik-ros6.39.2-ipfix-t258-t259.pcap");
+    let want = tshark_totals(&pcap, &["--nat-attribution"]);
+    let exporter = Exporter::start(&[
+        "--stdin",
+        "off",
+        "--nat-attribution",
+        "--replay",
+        pcap.to_str().unwrap(),
+    ]);
+    let m = scrape_replayed(&exporter, &pcap);
+    assert_matches("RouterOS IPFIX --nat-attribution", &m, &want, &|a| {
+        a.to_string()
+    });
+    // The example of the issue: the reply from 192.168.35.143 to the router's outside address
+    // is 10.10.6.11's (502 bytes); nothing is left on the outside address.
+    assert_eq!(
+        m.get(r#"goflow_bytes_by_dst_addr_total{dst_addr="10.10.6.11"}"#),
+        Some(&502.0)
+    );
+    assert!(!m.contains_key(r#"goflow_flows_by_dst_addr_total{dst_addr="192.168.230.216"}"#));
+    // Without the flag the same capture is counted as exported (tshark's plain totals; also
+    // `shared_captures_match_tshark_totals`).
+    assert_eq!(
+        tshark_totals(&pcap, &[])["by_dst_addr"]["192.168.230.216"]["flows"],
+        3
     );
 }
