@@ -343,10 +343,10 @@ impl Cli {
                 series_ttl_secs: self.series_ttl.as_secs(),
                 max_exporter_series: max_exporters,
                 router_idle_secs: self.exporter_idle.as_secs(),
-                nat_attribution: self.nat_attribution,
             },
             flows_out,
             flows_out_buffer: usize::try_from(self.flows_out_buffer).unwrap_or(usize::MAX),
+            nat_attribution: self.nat_attribution,
         })
     }
 }

@@ -81,15 +81,6 @@ pub struct Flow {
     pub tcp_flags: u16,
     /// NetFlow v9 source id / IPFIX observation domain id (0 when absent).
     pub observation_domain: u32,
-    /// The source and destination after NAT (IPFIX/v9 IE 225/281 and 226/282, RouterOS and
-    /// other NAT devices), `None` when the record has none. With `--nat-attribution` the
-    /// destination after NAT (the inside host of a reply) is the flow's destination in the
-    /// address families.
-    pub post_nat_src: Option<IpAddr>,
-    pub post_nat_dst: Option<IpAddr>,
-    /// Ports after NAPT (IE 227 / 228), 0 when absent.
-    pub post_nat_src_port: u16,
-    pub post_nat_dst_port: u16,
 }
 
 /// The fields of a goflow2 flow line that no metric family uses (issue 11): the export's sequence
@@ -99,7 +90,9 @@ pub struct Flow {
 /// Kept beside [`Flow`] (120 bytes), not inside it: a `Flow` with these 140 bytes more made the
 /// in-process decode + aggregate rate 13-15 % slower (`cargo bench --bench flood`, random
 /// addresses 4.8-5.2 M vs 5.8-5.9 M flows/s, 50 addresses 8.9-10.4 M vs 10.8-12.0 M) although no
-/// metric reads them. A decoder fills details only when a flow line is to be written.
+/// metric reads them. A decoder fills details only when a flow line is to be written. The post-NAT
+/// fields are details too: `--nat-attribution` is applied by the decoder to `Flow::dst_addr`,
+/// so the metrics never need them per flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FlowDetail {
     /// The export header's sequence number (v5: flows, v9: datagrams, IPFIX: data records).
@@ -132,6 +125,15 @@ pub struct FlowDetail {
     pub mpls_labels: [u32; MPLS_DEPTH],
     pub mpls_count: u8,
     pub observation_point_id: u32,
+    /// The addresses and ports after NAT (IE 225/281, 226/282, 227, 228; RouterOS and other NAT
+    /// devices send them), `None`/0 when the record has none.
+    pub post_nat_src: Option<IpAddr>,
+    pub post_nat_dst: Option<IpAddr>,
+    pub post_nat_src_port: u16,
+    pub post_nat_dst_port: u16,
+    /// The destination as exported, when the decoder replaced the flow's destination by the one
+    /// after NAT (`--nat-attribution`): flow lines show what was exported, as goflow2 does.
+    pub exported_dst: Option<IpAddr>,
 }
 
 /// MPLS label stack entries a flow record can carry (IE 70-79).

@@ -105,6 +105,8 @@ pub struct Config {
     pub flows_out: Option<flows_out::Destination>,
     /// `--flows-out-buffer`: flows queued for the line writer at most.
     pub flows_out_buffer: usize,
+    /// `--nat-attribution`: flows' destinations after NAT (the decoder applies it).
+    pub nat_attribution: bool,
 }
 
 /// How long in-flight HTTP requests get after shutdown starts (the whole exit must fit in 2 s).
@@ -261,8 +263,8 @@ fn start_flows_out(
 
 /// The decoder every datagram input uses.
 fn decoder_factory(config: &Config) -> DecoderFactory {
-    let limits = config.decoder;
-    Arc::new(move || Box::new(NetflowDecoder::new(limits)))
+    let (limits, nat) = (config.decoder, config.nat_attribution);
+    Arc::new(move || Box::new(NetflowDecoder::new(limits).with_nat_attribution(nat)))
 }
 
 /// A datagram pipeline for one input: its own decoder and its own accumulator, and with

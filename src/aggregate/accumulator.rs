@@ -191,7 +191,6 @@ mod tests {
             sampling: SamplingPolicy::new(1, Vec::new()),
             addresses: AddrPolicy::default(),
             hasher: Default::default(),
-            nat_attribution: false,
         }
     }
 

@@ -103,22 +103,6 @@ pub struct FlowPolicy {
     /// One seed for every input, so the same flow key has the same fingerprint wherever it is
     /// counted.
     pub hasher: DefaultHashBuilder,
-    /// `--nat-attribution` (see [`FlowPolicy::inside_dst`]).
-    pub nat_attribution: bool,
-}
-
-impl FlowPolicy {
-    /// The flow's destination as the address families count it: with `--nat-attribution`, the
-    /// destination after NAT when the record carries a non-zero one (a reply to the router's
-    /// outside address is counted for the inside host it was forwarded to), else the destination
-    /// as exported. The source is always the one exported: the inside host before NAT.
-    #[inline]
-    pub fn inside_dst(&self, flow: &Flow) -> Option<IpAddr> {
-        match flow.post_nat_dst {
-            Some(nat) if self.nat_attribution && !nat.is_unspecified() => Some(nat),
-            _ => flow.dst_addr,
-        }
-    }
 }
 
 /// Counters of the inputs themselves, published after the flows of the same delta.
@@ -236,15 +220,14 @@ impl Delta {
             }
             let proto = flow.proto.map_or(NO_PROTOCOL, usize::from);
             add(&mut self.by_protocol[proto], &[1, bytes, packets]);
-            let inside_dst = policy.inside_dst(flow);
             if directions {
                 let a = &policy.addresses;
-                let d = Direction::of(a.is_local(flow.src_addr), a.is_local(inside_dst));
+                let d = Direction::of(a.is_local(flow.src_addr), a.is_local(flow.dst_addr));
                 add(&mut dir_sums[d as usize], &[1, bytes, packets]);
             }
             let src = policy.addresses.key(flow.src_addr);
             self.by_src.add(src, policy.hasher.hash_one(src), bytes);
-            let dst = policy.addresses.key(inside_dst);
+            let dst = policy.addresses.key(flow.dst_addr);
             self.by_dst.add(dst, policy.hasher.hash_one(dst), bytes);
 
             let Some(index) = index.filter(|_| self.active.len() < DELTA_MAX_ACTIVE_KEYS) else {

@@ -47,9 +47,6 @@ pub struct AggregatorConfig {
     pub max_exporter_series: usize,
     /// A router silent for this long loses its labels (`--exporter-idle`), in seconds.
     pub router_idle_secs: u64,
-    /// `--nat-attribution`: the address families count a flow's destination after NAT (the
-    /// inside host of a reply) when the record carries one.
-    pub nat_attribution: bool,
 }
 
 impl Default for AggregatorConfig {
@@ -63,7 +60,6 @@ impl Default for AggregatorConfig {
             series_ttl_secs: 15 * 60,
             max_exporter_series: 1000,
             router_idle_secs: 3600,
-            nat_attribution: false,
         }
     }
 }

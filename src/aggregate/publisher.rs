@@ -109,7 +109,8 @@ pub struct Aggregator {
     by_src: Family<AddrKey, Cell<2>>,
     by_dst: Family<AddrKey, Cell<2>>,
     by_sampler: Family<Router, SamplerCell>,
-    by_direction: Family<(Router, Direction), Cell<3>>,
+    /// Only with `--local-net` (its `goflow_metric_series` rows too).
+    by_direction: Option<Family<(Router, Direction), Cell<3>>>,
     unknown_rate: Counter,
     active: ActiveFlows,
     routers: Routers,
@@ -129,12 +130,12 @@ impl Aggregator {
         // 257 protocol keys at most (256 numbers and unknown): never capped.
         let protocols = FamilyLimits { cap: 257, ..limits };
         let reg = &*registry;
+        let directions = config.addresses.has_local_nets();
         Aggregator {
             policy: FlowPolicy {
                 sampling: config.sampling,
                 addresses: config.addresses,
                 hasher: DefaultHashBuilder::default(),
-                nat_attribution: config.nat_attribution,
             },
             by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
             by_protocol: Family::new(
@@ -157,15 +158,17 @@ impl Aggregator {
                 ],
                 limits,
             ),
-            by_direction: Family::new(
-                reg,
-                &[
-                    t::FLOWS_BY_DIRECTION,
-                    t::BYTES_BY_DIRECTION,
-                    t::PACKETS_BY_DIRECTION,
-                ],
-                limits,
-            ),
+            by_direction: directions.then(|| {
+                Family::new(
+                    reg,
+                    &[
+                        t::FLOWS_BY_DIRECTION,
+                        t::BYTES_BY_DIRECTION,
+                        t::PACKETS_BY_DIRECTION,
+                    ],
+                    limits,
+                )
+            }),
             unknown_rate: reg.counter(t::UNKNOWN_SAMPLING_RATE, &[]),
             active: ActiveFlows::new(
                 config.active_window_secs,
@@ -316,6 +319,9 @@ impl Aggregator {
     /// The direction families (`--local-net`): one table operation per (router, direction) of
     /// the delta.
     fn merge_directions(&mut self, delta: &mut Delta, now: u64) {
+        let Some(family) = &mut self.by_direction else {
+            return;
+        };
         let reg = &*self.registry;
         let create = |s: &str, d: &str| {
             let labels = [("sampler_address", s), ("direction", d)];
@@ -336,9 +342,9 @@ impl Aggregator {
                 if values[0] == 0 {
                     continue;
                 }
-                self.by_direction
+                family
                     .slot(
-                        (router.clone(), direction),
+                        (router, direction),
                         now,
                         |(r, d)| create(&r.label(), d.as_str()),
                         || create("other", "other"),
@@ -385,7 +391,9 @@ impl Aggregator {
             cell.active_gauge.set(active.active_of(*sampler) as f64);
         });
         self.by_protocol.publish(now, rendered, |_, _| {});
-        self.by_direction.publish(now, rendered, |_, _| {});
+        if let Some(family) = &mut self.by_direction {
+            family.publish(now, rendered, |_, _| {});
+        }
         self.by_src.publish(now, rendered, |_, _| {});
         self.by_dst.publish(now, rendered, |_, _| {});
         for family in [&mut self.by_src, &mut self.by_dst] {

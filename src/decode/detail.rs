@@ -137,6 +137,20 @@ fn apply(d: &mut FlowDetail, ip_version: &mut Option<u16>, target: DetailTarget,
             _ => {}
         },
         D::ObservationPointId => d.observation_point_id = n as u32,
+        // Addresses: a non-zero value wins over zero, as for the flow's own.
+        D::NatSrc => set_addr(&mut d.post_nat_src, address(v)),
+        D::NatDst => set_addr(&mut d.post_nat_dst, address(v)),
+        D::NatSrcPort => d.post_nat_src_port = n as u16,
+        D::NatDstPort => d.post_nat_dst_port = n as u16,
+        D::Dst => set_addr(&mut d.exported_dst, address(v)),
+    }
+}
+
+fn set_addr(slot: &mut Option<IpAddr>, new: Option<IpAddr>) {
+    if let Some(new) = new
+        && (slot.is_none() || !new.is_unspecified())
+    {
+        *slot = Some(new);
     }
 }
 
@@ -160,6 +174,10 @@ fn finish(
         (v, None) => v.unwrap_or(0),
     };
     d.sequence_num = sequence;
+    // Kept only when the decoder replaced the flow's destination (`--nat-attribution`).
+    if d.exported_dst == flow.dst_addr {
+        d.exported_dst = None;
+    }
     d
 }
 
@@ -302,5 +320,63 @@ mod tests {
         assert_eq!(flows.len(), 2);
         let tos: Vec<u8> = details.iter().map(|d| d.ip_tos).collect();
         assert_eq!(tos, [1, 2]);
+    }
+}
+
+#[cfg(test)]
+mod nat_tests {
+    use super::*;
+    use crate::decode::netflow::{DatagramDecoder, DecoderLimits, NetflowDecoder};
+    use crate::flows_out::format::write_line;
+    use crate::testkit::{ipfix, set, template};
+
+    /// RouterOS template 258's address fields: a reply to the router's outside address, and a
+    /// record whose destination after NAT is zero.
+    fn datagram() -> Vec<u8> {
+        let fields: &[(u16, u16)] = &[(8, 4), (12, 4), (225, 4), (226, 4), (227, 2), (228, 2)];
+        #[rustfmt::skip]
+        let records = [
+            192, 168, 35, 143, 192, 168, 230, 216, 192, 168, 35, 143, 10, 10, 6, 11, 0x1f, 0x90, 0, 80,
+            192, 168, 35, 143, 192, 168, 230, 216, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        ipfix(0, &[set(2, &template(258, fields)), set(258, &records)])
+    }
+
+    fn decode(nat: bool) -> (Vec<Flow>, Vec<FlowDetail>) {
+        let mut d = NetflowDecoder::new(DecoderLimits::default()).with_nat_attribution(nat);
+        let (mut flows, mut details) = (Vec::new(), Vec::new());
+        let exporter = "192.0.2.1:2055".parse().unwrap();
+        d.decode_detailed(exporter, &datagram(), 1, &mut flows, Some(&mut details));
+        (flows, details)
+    }
+
+    #[test]
+    fn nat_attribution_takes_the_destination_after_nat_and_lines_keep_the_exported_one() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let (flows, details) = decode(true);
+        assert_eq!(flows[0].dst_addr, ip("10.10.6.11"));
+        assert_eq!(flows[0].src_addr, ip("192.168.35.143"));
+        // Zero after NAT: the destination as exported.
+        assert_eq!(flows[1].dst_addr, ip("192.168.230.216"));
+        let d = details[0];
+        assert_eq!(
+            (d.post_nat_src, d.post_nat_dst),
+            (ip("192.168.35.143"), ip("10.10.6.11"))
+        );
+        assert_eq!((d.post_nat_src_port, d.post_nat_dst_port), (8080, 80));
+        assert_eq!(d.exported_dst, ip("192.168.230.216"));
+        assert_eq!(details[1].exported_dst, None);
+        let mut line = Vec::new();
+        write_line(&mut line, &flows[0], &d);
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.contains(r#""dst_addr":"192.168.230.216""#), "{line}");
+
+        // Without the flag: the flow as exported, the same line.
+        let (plain, plain_details) = decode(false);
+        assert_eq!(plain[0].dst_addr, ip("192.168.230.216"));
+        assert_eq!(plain_details[0].exported_dst, None);
+        let mut plain_line = Vec::new();
+        write_line(&mut plain_line, &plain[0], &plain_details[0]);
+        assert_eq!(String::from_utf8(plain_line).unwrap(), line);
     }
 }

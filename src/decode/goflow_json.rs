@@ -141,8 +141,6 @@ impl Line<'_> {
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
             observation_domain: self.observation_domain_id,
-            // goflow2 does not map the post-NAT elements into its lines.
-            ..Flow::default()
         }
     }
 }

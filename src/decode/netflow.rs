@@ -185,6 +185,8 @@ struct Message {
     sys_uptime_ms: Option<i128>,
     /// The header's sequence number (a detail field of flow lines).
     sequence: u32,
+    /// `--nat-attribution` (the decoder's setting).
+    nat_attribution: bool,
     now: Instant,
 }
 
@@ -196,6 +198,8 @@ pub struct NetflowDecoder {
     probation: VecDeque<ScopeKey>,
     /// Datagrams decoded so far: the clock of template LRU eviction (no clock read needed).
     tick: u64,
+    /// `--nat-attribution`: a flow's destination is the one after NAT when the record has one.
+    nat_attribution: bool,
 }
 
 impl NetflowDecoder {
@@ -205,7 +209,16 @@ impl NetflowDecoder {
             scopes: HashMap::new(),
             probation: VecDeque::new(),
             tick: 0,
+            nat_attribution: false,
         }
+    }
+
+    /// With `--nat-attribution`: each flow's destination is its destination after NAT (IE 226 /
+    /// 282) when the record carries a non-zero one, so a reply to the router's outside address
+    /// is the inside host's. The exported destination stays in the flow's details (flow lines).
+    pub fn with_nat_attribution(mut self, on: bool) -> Self {
+        self.nat_attribution = on;
+        self
     }
 
     /// The scope of `msg`, created if needed. When the table is full, only a scope still on
@@ -301,6 +314,7 @@ impl NetflowDecoder {
             export_ns: ms_to_ns(i128::from(export_s) * 1000),
             sys_uptime_ms,
             sequence,
+            nat_attribution: false,
             now: Instant::now(),
         };
         Some((msg, sets))
@@ -316,9 +330,11 @@ impl NetflowDecoder {
         mut details: Option<&mut Vec<FlowDetail>>,
         report: &mut DatagramReport,
     ) {
-        let Some((msg, mut rest)) = Self::header(exporter, datagram, received_ns, report) else {
+        let Some((mut msg, mut rest)) = Self::header(exporter, datagram, received_ns, report)
+        else {
             return;
         };
+        msg.nat_attribution = self.nat_attribution;
         self.tick += 1;
         if let Some(scope) = self.scopes.get_mut(&msg.key) {
             scope.last_seen = msg.now;
@@ -679,19 +695,21 @@ fn fixed_flow(p: &FixedPlan, r: &[u8], msg: &Message, sampling: &Sampling) -> Fl
     f.dst_port = num(p.dst_port).map_or(0, |v| v as u16);
     f.in_if = num(p.in_if).map_or(0, |v| v as u32);
     f.out_if = num(p.out_if).map_or(0, |v| v as u32);
+    let mut nat_dst = None;
     for op in p.addrs.iter() {
         let v = r.get(op.offset..op.offset + op.len);
         match op.target {
             Target::SrcV4 => set_addr(&mut f.src_addr, v.and_then(v4)),
             Target::DstV4 => set_addr(&mut f.dst_addr, v.and_then(v4)),
             Target::SrcV6 => set_addr(&mut f.src_addr, v.and_then(v6)),
-            Target::NatSrc => set_addr(&mut f.post_nat_src, v.and_then(v4_or_v6)),
-            Target::NatDst => set_addr(&mut f.post_nat_dst, v.and_then(v4_or_v6)),
+            Target::NatDst if msg.nat_attribution => {
+                set_addr(&mut nat_dst, v.and_then(v4_or_v6));
+            }
+            Target::NatDst => {}
             _ => set_addr(&mut f.dst_addr, v.and_then(v6)),
         }
     }
-    f.post_nat_src_port = num(p.nat_src_port).map_or(0, |v| v as u16);
-    f.post_nat_dst_port = num(p.nat_dst_port).map_or(0, |v| v as u16);
+    attribute(&mut f, nat_dst);
     let mut rate_in_record = 0;
     for op in p.rates.iter() {
         if let Some(rate) = r
@@ -728,10 +746,9 @@ struct RecordValues {
     in_if: u32,
     out_if: u32,
     tcp_flags: u16,
-    nat_src: Option<IpAddr>,
+    /// IE 226 / 282 (read with `--nat-attribution` only).
     nat_dst: Option<IpAddr>,
-    nat_src_port: u16,
-    nat_dst_port: u16,
+    nat_attribution: bool,
     /// IE 34 / 50 inside the data record (MikroTik, Huawei).
     rate_in_record: u64,
     sampler_id: Option<u64>,
@@ -767,10 +784,8 @@ impl RecordValues {
             Target::AbsStart(unit) => self.time.abs_start_ms = unix_ms(unit, v),
             Target::AbsEnd(unit) => self.time.abs_end_ms = unix_ms(unit, v),
             Target::SysInit => self.time.sys_init_ms = unix_ms(TimeUnit::Millis, v),
-            Target::NatSrc => set_addr(&mut self.nat_src, v4_or_v6(v)),
-            Target::NatDst => set_addr(&mut self.nat_dst, v4_or_v6(v)),
-            Target::NatSrcPort => self.nat_src_port = uint(v).map_or(0, |p| p as u16),
-            Target::NatDstPort => self.nat_dst_port = uint(v).map_or(0, |p| p as u16),
+            Target::NatDst if self.nat_attribution => set_addr(&mut self.nat_dst, v4_or_v6(v)),
+            Target::NatDst => {}
             // Options targets are never compiled into data layouts.
             Target::OptInterval
             | Target::OptPacketInterval
@@ -782,7 +797,7 @@ impl RecordValues {
 
     fn finish(&self, msg: &Message, sampling: &Sampling) -> Flow {
         let (start, end) = self.time.times(msg, sampling);
-        Flow {
+        let mut f = Flow {
             src_addr: self.src,
             dst_addr: self.dst,
             proto: self.proto,
@@ -796,12 +811,10 @@ impl RecordValues {
             in_if: self.in_if,
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
-            post_nat_src: self.nat_src,
-            post_nat_dst: self.nat_dst,
-            post_nat_src_port: self.nat_src_port,
-            post_nat_dst_port: self.nat_dst_port,
             ..msg.base
-        }
+        };
+        attribute(&mut f, self.nat_dst);
+        f
     }
 }
 
@@ -815,7 +828,10 @@ struct DataSink<'a> {
 
 impl RecordSink for DataSink<'_> {
     fn begin(&mut self) {
-        self.record = RecordValues::default();
+        self.record = RecordValues {
+            nat_attribution: self.msg.nat_attribution,
+            ..RecordValues::default()
+        };
     }
 
     fn apply(&mut self, target: Target, value: &[u8]) {
@@ -942,6 +958,15 @@ impl DatagramDecoder for NetflowDecoder {
             *per.entry(unmap_v4(exporter.ip())).or_default() += scope.templates.len();
         }
         per.into_iter().collect()
+    }
+}
+
+/// `--nat-attribution`: a non-zero destination after NAT (the inside host a reply was forwarded
+/// to) replaces the flow's destination; the source is already the inside one (before NAT).
+#[inline]
+fn attribute(f: &mut Flow, nat_dst: Option<IpAddr>) {
+    if let Some(nat) = nat_dst.filter(|a| !a.is_unspecified()) {
+        f.dst_addr = Some(nat);
     }
 }
 

@@ -674,11 +674,6 @@ struct RecordBuilder {
     abs_end_ms: Option<u64>,
     /// IE 160 inside the record (RouterOS 7).
     sys_init_ms: Option<u64>,
-    /// IE 225/281, 226/282, 227, 228.
-    nat_src: Option<IpAddr>,
-    nat_dst: Option<IpAddr>,
-    nat_src_port: u16,
-    nat_dst_port: u16,
 }
 
 /// Sets `slot` unless it already holds a non-zero address and `new` is zero: a non-zero value
@@ -716,10 +711,6 @@ impl RecordBuilder {
             150 | 152 | 154 | 156 => self.abs_start_ms = fv_unix_ms(v),
             151 | 153 | 155 | 157 => self.abs_end_ms = fv_unix_ms(v),
             160 => self.sys_init_ms = fv_unix_ms(v),
-            225 | 281 => set_addr(&mut self.nat_src, fv_ip(v)),
-            226 | 282 => set_addr(&mut self.nat_dst, fv_ip(v)),
-            227 => self.nat_src_port = fv_u64(v).map_or(0, |p| p as u16),
-            228 => self.nat_dst_port = fv_u64(v).map_or(0, |p| p as u16),
             _ => {}
         }
     }
@@ -751,10 +742,6 @@ impl RecordBuilder {
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
             observation_domain: ctx.domain,
-            post_nat_src: self.nat_src,
-            post_nat_dst: self.nat_dst,
-            post_nat_src_port: self.nat_src_port,
-            post_nat_dst_port: self.nat_dst_port,
         }
     }
 
@@ -970,12 +957,6 @@ fn ipfix_ie(f: &IPFixField) -> Option<u16> {
         I::FlowStartNanoseconds => 156,
         I::FlowEndNanoseconds => 157,
         I::SystemInitTimeMilliseconds => 160,
-        I::PostNatsourceIpv4address => 225,
-        I::PostNatdestinationIpv4address => 226,
-        I::PostNaptsourceTransportPort => 227,
-        I::PostNaptdestinationTransportPort => 228,
-        I::PostNatsourceIpv6address => 281,
-        I::PostNatdestinationIpv6address => 282,
         I::SelectorId => 302,
         I::SamplingPacketInterval => 305,
         I::SamplingPacketSpace => 306,

@@ -77,14 +77,9 @@ pub enum Target {
     AbsEnd(TimeUnit),
     /// IE 160 systemInitTimeMilliseconds inside a data record (RouterOS 7).
     SysInit,
-    /// IE 225 postNATSourceIPv4Address / 281 postNATSourceIPv6Address.
-    NatSrc,
-    /// IE 226 postNATDestinationIPv4Address / 282 postNATDestinationIPv6Address.
+    /// IE 226 postNATDestinationIPv4Address / 282 postNATDestinationIPv6Address: the flow's
+    /// destination with `--nat-attribution`.
     NatDst,
-    /// IE 227 postNAPTSourceTransportPort.
-    NatSrcPort,
-    /// IE 228 postNAPTDestinationTransportPort.
-    NatDstPort,
     /// Options IE 34 samplingInterval / 50 samplerRandomInterval.
     OptInterval,
     /// Options IE 305 samplingPacketInterval.
@@ -124,10 +119,7 @@ fn data_target(ie: u16) -> Option<Target> {
         153 => T::AbsEnd(TimeUnit::Millis),
         155 | 157 => T::AbsEnd(TimeUnit::Ntp),
         160 => T::SysInit,
-        225 | 281 => T::NatSrc,
         226 | 282 => T::NatDst,
-        227 => T::NatSrcPort,
-        228 => T::NatDstPort,
         _ => return None,
     })
 }
@@ -196,6 +188,17 @@ pub enum DetailTarget {
     IpVersion,
     /// IE 138 observationPointId.
     ObservationPointId,
+    /// IE 225 / 281 postNATSource address.
+    NatSrc,
+    /// IE 226 / 282 postNATDestination address.
+    NatDst,
+    /// IE 227 postNAPTSourceTransportPort.
+    NatSrcPort,
+    /// IE 228 postNAPTDestinationTransportPort.
+    NatDstPort,
+    /// IE 12 / 28: the destination as exported (kept for flow lines when `--nat-attribution`
+    /// replaced the flow's).
+    Dst,
 }
 
 fn detail_target(ie: u16) -> Option<DetailTarget> {
@@ -226,6 +229,11 @@ fn detail_target(ie: u16) -> Option<DetailTarget> {
         72 => D::Mpls(2),
         60 => D::IpVersion,
         138 => D::ObservationPointId,
+        225 | 281 => D::NatSrc,
+        226 | 282 => D::NatDst,
+        227 => D::NatSrcPort,
+        228 => D::NatDstPort,
+        12 | 28 => D::Dst,
         _ => return None,
     })
 }
@@ -502,10 +510,8 @@ pub struct FixedPlan {
     pub abs_start: Option<(Slot, TimeUnit)>,
     pub abs_end: Option<(Slot, TimeUnit)>,
     pub sys_init: Option<Slot>,
-    pub nat_src_port: Option<Slot>,
-    pub nat_dst_port: Option<Slot>,
-    /// [`Target::SrcV4`], [`Target::DstV4`], [`Target::SrcV6`], [`Target::DstV6`],
-    /// [`Target::NatSrc`] and [`Target::NatDst`] operations.
+    /// [`Target::SrcV4`], [`Target::DstV4`], [`Target::SrcV6`], [`Target::DstV6`] and
+    /// [`Target::NatDst`] operations.
     pub addrs: Box<[Op]>,
     /// [`Target::RateInRecord`] operations.
     pub rates: Box<[Op]>,
@@ -535,14 +541,9 @@ impl FixedPlan {
                 Target::AbsStart(unit) => plan.abs_start = slot.map(|s| (s, unit)),
                 Target::AbsEnd(unit) => plan.abs_end = slot.map(|s| (s, unit)),
                 Target::SysInit => plan.sys_init = slot,
-                Target::NatSrcPort => plan.nat_src_port = slot,
-                Target::NatDstPort => plan.nat_dst_port = slot,
-                Target::SrcV4
-                | Target::DstV4
-                | Target::SrcV6
-                | Target::DstV6
-                | Target::NatSrc
-                | Target::NatDst => addrs.push(*op),
+                Target::SrcV4 | Target::DstV4 | Target::SrcV6 | Target::DstV6 | Target::NatDst => {
+                    addrs.push(*op)
+                }
                 Target::RateInRecord => rates.push(*op),
                 // Options targets: options records go through `ops`.
                 Target::OptInterval

@@ -33,7 +33,9 @@ pub fn write_line(out: &mut Vec<u8>, flow: &Flow, d: &FlowDetail) {
     key_u64(out, "bytes", flow.bytes);
     key_u64(out, "packets", flow.packets);
     key_addr(out, "src_addr", flow.src_addr);
-    key_addr(out, "dst_addr", flow.dst_addr);
+    // As exported, also when `--nat-attribution` made the flow's the one after NAT.
+    let dst_addr = d.exported_dst.or(flow.dst_addr);
+    key_addr(out, "dst_addr", dst_addr);
     key_str(out, "etype", etype_name(d.etype));
     // goflow2's proto is a number that defaults to 0: a record without one says HOPOPT.
     key_str(
@@ -65,7 +67,7 @@ pub fn write_line(out: &mut Vec<u8>, flow: &Flow, d: &FlowDetail) {
     key_addr(out, "next_hop", d.next_hop);
     key_u64(out, "next_hop_as", u64::from(d.next_hop_as));
     key_net(out, "src_net", flow.src_addr, d.src_mask);
-    key_net(out, "dst_net", flow.dst_addr, d.dst_mask);
+    key_net(out, "dst_net", dst_addr, d.dst_mask);
     key_addr(out, "bgp_next_hop", d.bgp_next_hop);
     // sFlow-only in goflow2 (BGP communities, AS path): always empty from NetFlow/IPFIX.
     out.extend_from_slice(b",\"bgp_communities\":[],\"as_path\":[]");
