@@ -38,9 +38,18 @@ NAT attribution (`--nat-attribution`, the exporter's flag of the same name): a v
 destination is tshark's cflow.post_natdestination_ipv4_address (IE 226) or
 cflow.post_nat_destination_ipv6_address (IE 282) when the record has one that is not all zeros.
 
-Usage: tshark-expected.py CAPTURE PORT NAME [--nat-attribution] > NAME.expected.json
+Direction (`--local-net CIDR[,CIDR...]`, as the exporter's flag): per exporter, outbound (source
+local, destination not), inbound, internal (both) or external (neither), decided on the source
+and the destination after NAT attribution. Interfaces (`--interfaces`): per exporter, the
+record's cflow.inputint (IE 10, v5 input; 0 when absent) as "in" and cflow.outputint as "out".
+Both are added under "scaled_by" as "by_direction" ("exporter|direction") and "by_interface"
+("exporter|index|in" or "exporter|index|out").
+
+Usage: tshark-expected.py CAPTURE PORT NAME [--nat-attribution] [--local-net CIDRS]
+                          [--interfaces] > NAME.expected.json
 """
 
+import ipaddress
 import json
 import re
 import subprocess
@@ -127,7 +136,15 @@ def option_rate(o):
 
 def main():
     cap, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    nat_attribution = "--nat-attribution" in sys.argv[4:]
+    opts = sys.argv[4:]
+    nat_attribution = "--nat-attribution" in opts
+    with_interfaces = "--interfaces" in opts
+    local_nets = []
+    if "--local-net" in opts:
+        local_nets = [ipaddress.ip_network(n) for n in opts[opts.index("--local-net") + 1].split(",")]
+
+    def is_local(addr):
+        return addr is not None and any(ipaddress.ip_address(addr) in n for n in local_nets)
     cmd = ["tshark", "-n", "-r", cap, "-d", "udp.port==%d,cflow" % port, "-T", "pdml",
            "udp.port==%d" % port]
     xml = subprocess.run(cmd, capture_output=True, check=True).stdout
@@ -164,7 +181,8 @@ def main():
     # (what a collector's sampling-corrected counters should show).
     scaled_by = defaultdict(lambda: defaultdict(new_tot))
 
-    def account(exp, ftype, src_addr, rec_src, rec_dst, proto, b, p, rate, tid=None, sid=None):
+    def account(exp, ftype, src_addr, rec_src, rec_dst, proto, b, p, rate, tid=None, sid=None,
+                ifs=(0, 0)):
         nonlocal without_rate
         add(total, b, p)
         add(by_exporter[src_addr][ftype], b, p)
@@ -184,6 +202,14 @@ def main():
         for family, key in (("by_exporter", src_addr + "|" + ftype), ("by_protocol", str(proto)),
                             ("by_src_addr", rec_src), ("by_dst_addr", rec_dst)):
             add(scaled_by[family][key], b * rate, p * rate)
+        if local_nets:
+            sl, dl = is_local(rec_src), is_local(rec_dst)
+            d = {(True, False): "outbound", (False, True): "inbound",
+                 (True, True): "internal", (False, False): "external"}[(sl, dl)]
+            add(scaled_by["by_direction"][src_addr + "|" + d], b * rate, p * rate)
+        if with_interfaces:
+            add(scaled_by["by_interface"]["%s|%d|in" % (src_addr, ifs[0] or 0)], b * rate, p * rate)
+            add(scaled_by["by_interface"]["%s|%d|out" % (src_addr, ifs[1] or 0)], b * rate, p * rate)
         rate_by_exporter[exp].add(rate)
         scaled["bytes"] += b * rate
         scaled["packets"] += p * rate
@@ -224,7 +250,8 @@ def main():
                         direct(rec, "cflow.dstaddr").get("show"),
                         num(direct(rec, "cflow.protocol")),
                         num(direct(rec, "cflow.octets")), num(direct(rec, "cflow.packets")),
-                        rate)
+                        rate, ifs=(num(direct(rec, "cflow.inputint")),
+                                   num(direct(rec, "cflow.outputint"))))
             continue
 
         for fs in cf:
@@ -302,7 +329,9 @@ def main():
                         rec_dst,
                         num(direct(rec, "cflow.protocol")),
                         num(direct(rec, "cflow.octets")), num(direct(rec, "cflow.packets")),
-                        rate, tid=fsid, sid=sid)
+                        rate, tid=fsid, sid=sid,
+                        ifs=(num(direct(rec, "cflow.inputint")),
+                             num(direct(rec, "cflow.outputint"))))
 
     for raw, n in sorted(v5_sampling.items()):
         sources.insert(0, {"kind": "v5 header sampling_interval", "raw": raw,

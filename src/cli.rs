@@ -13,6 +13,7 @@ use clap::{Parser, ValueEnum};
 use crate::Config;
 use ipnet::IpNet;
 
+use crate::aggregate::interfaces::InterfaceName;
 use crate::aggregate::{AggregatorConfig, DEFAULT_MAX_SERIES_PER_METRIC};
 use crate::cardinality::AddrPolicy;
 use crate::decode::netflow::DecoderLimits;
@@ -191,6 +192,28 @@ pub struct Cli {
     )]
     pub nat_attribution: bool,
 
+    /// Count flows, bytes and packets per router interface (goflow_*_by_interface_total, labels
+    /// sampler_address, interface, direction in/out): up to 1,024 interfaces per router, about
+    /// 6 series each in use. Implied by --interface-name.
+    #[arg(
+        long,
+        env = "GOFLOW2_EXPORTER_INTERFACES",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub interfaces: bool,
+
+    /// A name for an interface index in the goflow_*_by_interface_total families: INDEX=NAME for
+    /// every router, INDEX@ROUTER=NAME for one (e.g. 1=ether1-wan, 7@192.0.2.1=bridge-lan; the
+    /// router's own name wins). Repeatable. Interfaces without a name are labelled by index.
+    #[arg(
+        long,
+        value_name = "INDEX[@ROUTER]=NAME",
+        env = "GOFLOW2_EXPORTER_INTERFACE_NAME",
+        value_delimiter = ','
+    )]
+    pub interface_name: Vec<InterfaceName>,
+
     /// Prefix length that IPv4 addresses outside --local-net are aggregated to (32: none).
     #[arg(
         long,
@@ -343,6 +366,8 @@ impl Cli {
                 series_ttl_secs: self.series_ttl.as_secs(),
                 max_exporter_series: max_exporters,
                 router_idle_secs: self.exporter_idle.as_secs(),
+                interfaces: self.interfaces || !self.interface_name.is_empty(),
+                interface_names: self.interface_name,
             },
             flows_out,
             flows_out_buffer: usize::try_from(self.flows_out_buffer).unwrap_or(usize::MAX),

@@ -27,6 +27,9 @@ pub const FLOWS_BY_SAMPLER: &str = "goflow_flows_by_sampler_total";
 pub const BYTES_BY_SAMPLER: &str = "goflow_bytes_by_sampler_total";
 pub const PACKETS_BY_SAMPLER: &str = "goflow_packets_by_sampler_total";
 pub const SAMPLING_RATE: &str = "goflow_sampling_rate";
+pub const FLOWS_BY_INTERFACE: &str = "goflow_flows_by_interface_total";
+pub const BYTES_BY_INTERFACE: &str = "goflow_bytes_by_interface_total";
+pub const PACKETS_BY_INTERFACE: &str = "goflow_packets_by_interface_total";
 pub const FLOWS_BY_DIRECTION: &str = "goflow_flows_by_direction_total";
 pub const BYTES_BY_DIRECTION: &str = "goflow_bytes_by_direction_total";
 pub const PACKETS_BY_DIRECTION: &str = "goflow_packets_by_direction_total";
@@ -59,6 +62,24 @@ enum Kind {
 
 /// Every metric with its kind, unit and HELP text.
 const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
+        FLOWS_BY_INTERFACE,
+        Kind::Counter,
+        None,
+        "Flows by router and interface (name from --interface-name, else the index), direction in (the flow's input interface) or out (its output interface).",
+    ),
+    (
+        BYTES_BY_INTERFACE,
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "Bytes by router, interface and direction (in/out), multiplied by the sampling rate.",
+    ),
+    (
+        PACKETS_BY_INTERFACE,
+        Kind::Counter,
+        None,
+        "Packets by router, interface and direction (in/out), multiplied by the sampling rate.",
+    ),
     (
         FLOWS_BY_DIRECTION,
         Kind::Counter,

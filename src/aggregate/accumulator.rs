@@ -191,6 +191,7 @@ mod tests {
             sampling: SamplingPolicy::new(1, Vec::new()),
             addresses: AddrPolicy::default(),
             hasher: Default::default(),
+            interfaces: false,
         }
     }
 

@@ -95,6 +95,60 @@ impl Direction {
 /// [flows, bytes, packets] per [`Direction`] of one sampler.
 pub type DirectionSums = [[u64; 3]; 4];
 
+/// Which of a flow's interfaces: the input (IE 10, v5 `input`) or the output (IE 14, `output`);
+/// the `direction` label of the `goflow_*_by_interface_total` families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IfSide {
+    In,
+    Out,
+}
+
+impl IfSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IfSide::In => "in",
+            IfSide::Out => "out",
+        }
+    }
+}
+
+/// Interface sums of one run of flows (one sampler), before they go to the delta's table: a
+/// datagram's flows cross a handful of interfaces, so a short array scanned linearly folds them
+/// without hashing per flow.
+struct InterfaceRun {
+    /// (interface index << 1 | side, [flows, bytes, packets]); `len` used.
+    cells: [(u64, [u64; 3]); 8],
+    len: usize,
+}
+
+impl InterfaceRun {
+    const EMPTY: InterfaceRun = InterfaceRun {
+        cells: [(0, [0; 3]); 8],
+        len: 0,
+    };
+
+    /// Adds to the cell of `key`; `false` when the run is full and the key new (flush first).
+    #[inline]
+    fn add(&mut self, key: u64, values: &[u64; 3]) -> bool {
+        for cell in &mut self.cells[..self.len] {
+            if cell.0 == key {
+                add(&mut cell.1, values);
+                return true;
+            }
+        }
+        if self.len == self.cells.len() {
+            return false;
+        }
+        self.cells[self.len] = (key, *values);
+        self.len += 1;
+        true
+    }
+}
+
+fn interface_key(index: u32, side: IfSide) -> u64 {
+    (u64::from(index) << 1) | u64::from(side == IfSide::Out)
+}
+
 /// The per-flow rules every input applies: shared, read-only, cloned into each input.
 #[derive(Debug, Clone)]
 pub struct FlowPolicy {
@@ -103,6 +157,8 @@ pub struct FlowPolicy {
     /// One seed for every input, so the same flow key has the same fingerprint wherever it is
     /// counted.
     pub hasher: DefaultHashBuilder,
+    /// `--interfaces`: count the interface families.
+    pub interfaces: bool,
 }
 
 /// Counters of the inputs themselves, published after the flows of the same delta.
@@ -125,6 +181,10 @@ pub struct Delta {
     pub(crate) by_direction: HashMap<Option<IpAddr>, DirectionSums>,
     /// Sums per direction of samplers beyond [`DELTA_MAX_SAMPLERS`].
     pub(crate) direction_other: DirectionSums,
+    /// (sampler, interface index, side) → [flows, bytes, packets].
+    pub(crate) by_interface: HashMap<(Option<IpAddr>, u32, IfSide), [u64; 3]>,
+    /// Sums per side of samplers beyond [`DELTA_MAX_SAMPLERS`].
+    pub(crate) interface_other: [[u64; 3]; 2],
     pub(crate) by_src: AddrTally,
     pub(crate) by_dst: AddrTally,
     pub(crate) unknown_rate: u64,
@@ -185,6 +245,7 @@ impl Delta {
         // The run's sums per direction (sampler only: the flow type does not split them).
         let directions = policy.addresses.has_local_nets();
         let mut dir_sums: DirectionSums = [[0; 3]; 4];
+        let mut if_run = InterfaceRun::EMPTY;
         // (sampler, its slot in this delta; `None` when the delta is full of samplers).
         let mut slot: Option<(Option<IpAddr>, Option<u32>)> = None;
         for flow in flows {
@@ -214,12 +275,21 @@ impl Delta {
                         if directions {
                             self.add_directions(done.0.0, &mut dir_sums);
                         }
+                        self.add_interfaces(done.0.0, &mut if_run);
                         self.add_sampler_run(done);
                     }
                 }
             }
             let proto = flow.proto.map_or(NO_PROTOCOL, usize::from);
             add(&mut self.by_protocol[proto], &[1, bytes, packets]);
+            let sides = [(flow.in_if, IfSide::In), (flow.out_if, IfSide::Out)];
+            for &(index, side) in sides.iter().take(if policy.interfaces { 2 } else { 0 }) {
+                let key = interface_key(index, side);
+                if !if_run.add(key, &[1, bytes, packets]) {
+                    self.add_interfaces(flow.sampler, &mut if_run);
+                    if_run.add(key, &[1, bytes, packets]);
+                }
+            }
             if directions {
                 let a = &policy.addresses;
                 let d = Direction::of(a.is_local(flow.src_addr), a.is_local(flow.dst_addr));
@@ -248,8 +318,31 @@ impl Delta {
             if directions {
                 self.add_directions(done.0.0, &mut dir_sums);
             }
+            self.add_interfaces(done.0.0, &mut if_run);
             self.add_sampler_run(done);
         }
+    }
+
+    /// Moves a run's interface sums to its sampler's cells (or the overflow cells, as for
+    /// [`Delta::add_sampler_run`]) and empties the run.
+    fn add_interfaces(&mut self, sampler: Option<IpAddr>, run: &mut InterfaceRun) {
+        let known = self.sampler_slots.contains_key(&sampler);
+        for &(key, values) in &run.cells[..run.len] {
+            let side = if key & 1 == 1 {
+                IfSide::Out
+            } else {
+                IfSide::In
+            };
+            let cell = if known {
+                self.by_interface
+                    .entry((sampler, (key >> 1) as u32, side))
+                    .or_insert([0; 3])
+            } else {
+                &mut self.interface_other[side as usize]
+            };
+            add(cell, &values);
+        }
+        run.len = 0;
     }
 
     /// Adds a run's sums per direction to its sampler's cell (or the overflow cell, as for
@@ -363,11 +456,14 @@ impl Delta {
         self.by_sampler_type.clear();
         self.by_direction.clear();
         self.direction_other = Default::default();
+        self.by_interface.clear();
+        self.interface_other = Default::default();
         self.exporters.clear();
         self.sampler_slots.clear();
         self.active_samplers.clear();
         shrink_if_oversized(&mut self.by_sampler_type, 64);
         shrink_if_oversized(&mut self.by_direction, 64);
+        shrink_if_oversized(&mut self.by_interface, 1024);
         shrink_if_oversized(&mut self.exporters, 64);
         shrink_if_oversized(&mut self.sampler_slots, 64);
         self.active_samplers.shrink_to(64);

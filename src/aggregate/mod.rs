@@ -15,6 +15,7 @@
 pub mod accumulator;
 pub mod active;
 pub mod delta;
+pub mod interfaces;
 pub mod publisher;
 pub mod routers;
 
@@ -47,6 +48,10 @@ pub struct AggregatorConfig {
     pub max_exporter_series: usize,
     /// A router silent for this long loses its labels (`--exporter-idle`), in seconds.
     pub router_idle_secs: u64,
+    /// `--interfaces` (or any `--interface-name`): the interface families.
+    pub interfaces: bool,
+    /// `--interface-name`: names of interface indices (every router, or one).
+    pub interface_names: Vec<interfaces::InterfaceName>,
 }
 
 impl Default for AggregatorConfig {
@@ -60,6 +65,8 @@ impl Default for AggregatorConfig {
             series_ttl_secs: 15 * 60,
             max_exporter_series: 1000,
             router_idle_secs: 3600,
+            interfaces: false,
+            interface_names: Vec::new(),
         }
     }
 }

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::AggregatorConfig;
 use super::accumulator::{Accumulator, Shipment};
 use super::active::ActiveFlows;
-use super::delta::{Delta, Direction, FlowPolicy, InputCounts};
+use super::delta::{Delta, Direction, FlowPolicy, IfSide, InputCounts};
+use super::interfaces::{Interface, Interfaces};
 use super::routers::{Router, Routers};
 use crate::Clock;
 use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Published, Slot};
@@ -111,6 +112,11 @@ pub struct Aggregator {
     by_sampler: Family<Router, SamplerCell>,
     /// Only with `--local-net` (its `goflow_metric_series` rows too).
     by_direction: Option<Family<(Router, Direction), Cell<3>>>,
+    /// Only with `--interfaces` (its `goflow_metric_series` rows too).
+    by_interface: Option<Family<(Router, Interface, IfSide), Cell<3>>>,
+    interfaces: Interfaces,
+    /// Seconds without traffic before an interface gives up its place (the series TTL).
+    interface_ttl_secs: u64,
     unknown_rate: Counter,
     active: ActiveFlows,
     routers: Routers,
@@ -136,6 +142,7 @@ impl Aggregator {
                 sampling: config.sampling,
                 addresses: config.addresses,
                 hasher: DefaultHashBuilder::default(),
+                interfaces: config.interfaces,
             },
             by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
             by_protocol: Family::new(
@@ -169,6 +176,19 @@ impl Aggregator {
                     limits,
                 )
             }),
+            by_interface: config.interfaces.then(|| {
+                Family::new(
+                    reg,
+                    &[
+                        t::FLOWS_BY_INTERFACE,
+                        t::BYTES_BY_INTERFACE,
+                        t::PACKETS_BY_INTERFACE,
+                    ],
+                    limits,
+                )
+            }),
+            interfaces: Interfaces::new(&config.interface_names),
+            interface_ttl_secs: limits.ttl_secs,
             unknown_rate: reg.counter(t::UNKNOWN_SAMPLING_RATE, &[]),
             active: ActiveFlows::new(
                 config.active_window_secs,
@@ -213,6 +233,7 @@ impl Aggregator {
         let sizes = delta.sizes();
         self.merge_sampler_types(delta, now);
         self.merge_directions(delta, now);
+        self.merge_interfaces(delta, now);
         self.merge_protocols(delta, now);
         merge_addresses(
             &mut self.by_src,
@@ -354,6 +375,52 @@ impl Aggregator {
         }
     }
 
+    /// The interface families: one table operation per (router, interface, side) of the delta.
+    fn merge_interfaces(&mut self, delta: &mut Delta, now: u64) {
+        let Some(family) = &mut self.by_interface else {
+            return;
+        };
+        let reg = &*self.registry;
+        let create = |s: &str, i: &str, side: &str| {
+            let labels = [
+                ("sampler_address", s),
+                ("interface", i),
+                ("direction", side),
+            ];
+            Cell::new([
+                reg.expiring_counter(t::FLOWS_BY_INTERFACE, &labels),
+                reg.expiring_counter(t::BYTES_BY_INTERFACE, &labels),
+                reg.expiring_counter(t::PACKETS_BY_INTERFACE, &labels),
+            ])
+        };
+        let overflow = [IfSide::In, IfSide::Out]
+            .into_iter()
+            .zip(delta.interface_other)
+            .filter(|(_, sums)| sums[0] != 0)
+            .map(|(side, sums)| (Router::Other, Interface::Other, side, sums));
+        let (routers, interfaces) = (&mut self.routers, &mut self.interfaces);
+        let cells: Vec<_> = delta
+            .by_interface
+            .drain()
+            .map(|((sampler, index, side), sums)| {
+                let router = routers.label(sampler, now);
+                (router, interfaces.admit(router, index, now), side, sums)
+            })
+            .chain(overflow)
+            .collect();
+        let interfaces = &self.interfaces;
+        for (router, interface, side, sums) in cells {
+            family
+                .slot(
+                    (router, interface, side),
+                    now,
+                    |(r, i, d)| create(&r.label(), &interfaces.label(*r, *i), d.as_str()),
+                    || create("other", "other", "other"),
+                )
+                .add(sums);
+        }
+    }
+
     fn merge_protocols(&mut self, delta: &Delta, now: u64) {
         let reg = &*self.registry;
         let create = |p: &str| {
@@ -394,6 +461,10 @@ impl Aggregator {
         if let Some(family) = &mut self.by_direction {
             family.publish(now, rendered, |_, _| {});
         }
+        if let Some(family) = &mut self.by_interface {
+            family.publish(now, rendered, |_, _| {});
+        }
+        self.interfaces.expire(now, self.interface_ttl_secs);
         self.by_src.publish(now, rendered, |_, _| {});
         self.by_dst.publish(now, rendered, |_, _| {});
         for family in [&mut self.by_src, &mut self.by_dst] {

@@ -29,6 +29,17 @@ fn total(m: &MetricMap, name: &str) -> f64 {
 /// Asserts that the scrape `m` shows tshark's totals `want`, with exporter addresses renamed by
 /// `sampler_of`.
 fn assert_matches(what: &str, m: &MetricMap, want: &Value, sampler_of: &dyn Fn(&str) -> String) {
+    assert_matches_named(what, m, want, sampler_of, &HashMap::new());
+}
+
+/// [`assert_matches`], with `interface_names` (index → the `--interface-name` given for it).
+fn assert_matches_named(
+    what: &str,
+    m: &MetricMap,
+    want: &Value,
+    sampler_of: &dyn Fn(&str) -> String,
+    interface_names: &HashMap<&str, &str>,
+) {
     let s = &want["sampling"]["scaled_by"];
     let mut expected = MetricMap::new();
     let mut got = MetricMap::new();
@@ -71,8 +82,38 @@ fn assert_matches(what: &str, m: &MetricMap, want: &Value, sampler_of: &dyn Fn(&
             );
         }
     }
+    // With --local-net / --interfaces (tshark-expected.py's options of the same names).
+    for (key, t) in s["by_direction"].as_object().into_iter().flatten() {
+        let (addr, d) = key.split_once('|').unwrap();
+        let l = format!(r#"direction="{d}",sampler_address="{}""#, sampler_of(addr));
+        for f in ["flows", "bytes", "packets"] {
+            put(format!("goflow_{f}_by_direction_total{{{l}}}"), &t[f]);
+        }
+    }
+    for (key, t) in s["by_interface"].as_object().into_iter().flatten() {
+        let mut parts = key.split('|');
+        let (addr, index, side) = (
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+            parts.next().unwrap(),
+        );
+        let name = interface_names.get(index).copied().unwrap_or(index);
+        let l = format!(
+            r#"direction="{side}",interface="{name}",sampler_address="{}""#,
+            sampler_of(addr)
+        );
+        for f in ["flows", "bytes", "packets"] {
+            put(format!("goflow_{f}_by_interface_total{{{l}}}"), &t[f]);
+        }
+    }
     for (k, v) in m {
         let is_flow_family = [
+            "goflow_flows_by_direction_total{",
+            "goflow_bytes_by_direction_total{",
+            "goflow_packets_by_direction_total{",
+            "goflow_flows_by_interface_total{",
+            "goflow_bytes_by_interface_total{",
+            "goflow_packets_by_interface_total{",
             "goflow_flows_total{",
             "goflow_bytes_total{",
             "goflow_packets_total{",
@@ -343,6 +384,10 @@ fn routeros_nat_attribution_matches_tshark() {
     assert_matches("RouterOS IPFIX --nat-attribution", &m, &want, &|a| {
         a.to_string()
     });
+    assert!(
+        !m.keys()
+            .any(|k| k.contains("_by_direction_total{") || k.contains("_by_interface_total{"))
+    );
     // The example of the issue: the reply from 192.168.35.143 to the router's outside address
     // is 10.10.6.11's (502 bytes); nothing is left on the outside address.
     assert_eq!(
@@ -355,5 +400,54 @@ fn routeros_nat_attribution_matches_tshark() {
     assert_eq!(
         tshark_totals(&pcap, &[])["by_dst_addr"]["192.168.230.216"]["flows"],
         3
+    );
+}
+
+/// The same capture with `--local-net` (directions, on the addresses after NAT attribution) and
+/// interface names from flags (one for every router, one for this router, which wins): every
+/// family equals tshark's totals, the new ones included.
+#[test]
+fn routeros_directions_and_interfaces_match_tshark() {
+    let Some(shared) = shared_dir() else {
+        available(false, "../shared (captures)");
+        return;
+    };
+    let has_tshark = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(has_tshark, "tshark (Debian package tshark)") {
+        return;
+    }
+    let pcap = shared.join("captures/mikrotik-ros6.39.2-ipfix-t258-t259.pcap");
+    let nets = "10.0.0.0/8,172.16.0.0/12";
+    let want = tshark_totals(
+        &pcap,
+        &["--nat-attribution", "--local-net", nets, "--interfaces"],
+    );
+    let exporter = Exporter::start(&[
+        "--stdin",
+        "off",
+        "--nat-attribution",
+        "--local-net",
+        nets,
+        "--interface-name",
+        "7=wan,9@192.0.2.1=bridge-lan,9=not-this-one",
+        "--replay",
+        pcap.to_str().unwrap(),
+    ]);
+    let m = scrape_replayed(&exporter, &pcap);
+    let names = HashMap::from([("7", "wan"), ("9", "bridge-lan")]);
+    assert_matches_named(
+        "RouterOS IPFIX, directions and interfaces",
+        &m,
+        &want,
+        &|a| a.to_string(),
+        &names,
+    );
+    let d = &want["sampling"]["scaled_by"]["by_direction"];
+    assert!(
+        d.as_object().unwrap().len() == 4,
+        "all four directions occur: {d}"
     );
 }
