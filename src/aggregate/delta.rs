@@ -16,6 +16,7 @@ use hashbrown::{DefaultHashBuilder, HashMap};
 
 use crate::cardinality::{AddrKey, AddrPolicy};
 use crate::decode::ErrorType;
+use crate::decode::netflow::InterfaceNameFact;
 use crate::flow::{Flow, FlowType};
 use crate::input::ErrorTally;
 use crate::sampling::SamplingPolicy;
@@ -41,6 +42,9 @@ pub const CACHE_ADDRESSES: usize = 512;
 /// Samplers (and exporters) one delta tells apart; beyond, they count as `other`. Far above
 /// [`CACHE_ADDRESSES`], at which a delta is shipped: reached only while the publisher is behind.
 pub const DELTA_MAX_SAMPLERS: usize = 1 << 16;
+
+/// Interface names one delta carries; more are dropped (exporters announce a few, rarely).
+pub const DELTA_MAX_NAMES: usize = 1024;
 
 /// Flow keys one delta carries for the active-flows gauge; beyond it they count as overflow.
 pub const DELTA_MAX_ACTIVE_KEYS: usize = 1 << 21;
@@ -185,6 +189,8 @@ pub struct Delta {
     pub(crate) by_interface: HashMap<(Option<IpAddr>, u32, IfSide), [u64; 3]>,
     /// Sums per side of samplers beyond [`DELTA_MAX_SAMPLERS`].
     pub(crate) interface_other: [[u64; 3]; 2],
+    /// Interface names learned from options data (at most [`DELTA_MAX_NAMES`]).
+    pub(crate) interface_names: Vec<InterfaceNameFact>,
     pub(crate) by_src: AddrTally,
     pub(crate) by_dst: AddrTally,
     pub(crate) unknown_rate: u64,
@@ -389,6 +395,14 @@ impl Delta {
         Some(i)
     }
 
+    /// Takes interface names learned by the input's decoder (leaves `names` empty).
+    pub fn add_interface_names(&mut self, names: &mut Vec<InterfaceNameFact>) {
+        self.dirty = true;
+        let room = DELTA_MAX_NAMES.saturating_sub(self.interface_names.len());
+        self.interface_names.extend(names.drain(..).take(room));
+        names.clear();
+    }
+
     /// Counts one datagram of `len` bytes from `exporter`.
     pub fn count_datagram(&mut self, exporter: IpAddr, len: usize) {
         self.dirty = true;
@@ -458,6 +472,7 @@ impl Delta {
         self.direction_other = Default::default();
         self.by_interface.clear();
         self.interface_other = Default::default();
+        self.interface_names.clear();
         self.exporters.clear();
         self.sampler_slots.clear();
         self.active_samplers.clear();

@@ -1,9 +1,12 @@
 //! The interface families' labels: which interface indices of a router get a label of their own
 //! (at most [`MAX_INTERFACES_PER_ROUTER`], then `other`), and the names they are shown by.
 //!
-//! Owned by the publisher. Names come from `--interface-name INDEX=NAME` (every router) and
-//! `--interface-name INDEX@ROUTER=NAME` (one router); a label without a name is the index in
-//! decimal. A name applies to the series created after it is known.
+//! Owned by the publisher. Names come from options data the router sends (IE 82 interfaceName
+//! with the interface as scope, learned by the decoder), then from `--interface-name
+//! INDEX@ROUTER=NAME` (one router) and `--interface-name INDEX=NAME` (every router), in that
+//! order of precedence; a label without a name is the index in decimal. A name applies to the
+//! series created after it is known (a router announces its names at start, before or with its
+//! first flows).
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -17,6 +20,9 @@ pub const MAX_INTERFACES_PER_ROUTER: usize = 1024;
 
 /// Longest interface name kept (bytes); longer names are cut at a character boundary.
 pub const MAX_NAME_BYTES: usize = 64;
+
+/// Names learned from options data, all routers together; beyond, new ones are ignored.
+pub const MAX_LEARNED_NAMES: usize = 65_536;
 
 /// One `--interface-name` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,14 +77,17 @@ pub enum Interface {
 pub struct Interfaces {
     /// Router → interface index → last seen (monotonic seconds).
     admitted: HashMap<Router, HashMap<u32, u64>>,
-    /// (router or `None` for every router, index) → name.
+    /// (router or `None` for every router, index) → name, from flags.
     names: HashMap<(Option<IpAddr>, u32), String>,
+    /// (router, index) → name, from options data (at most [`MAX_LEARNED_NAMES`]).
+    learned: HashMap<(IpAddr, u32), String>,
 }
 
 impl Interfaces {
     pub fn new(names: &[InterfaceName]) -> Self {
         Interfaces {
             admitted: HashMap::new(),
+            learned: HashMap::new(),
             names: names
                 .iter()
                 .map(|n| ((n.router, n.index), n.name.clone()))
@@ -101,8 +110,17 @@ impl Interfaces {
         Interface::Index(index)
     }
 
-    /// The `interface` label: the router's name for it, else the name for every router, else the
-    /// index in decimal.
+    /// Notes a name `router` announced for `index` in options data.
+    pub fn learn(&mut self, router: IpAddr, index: u32, name: &str) {
+        if self.learned.len() >= MAX_LEARNED_NAMES && !self.learned.contains_key(&(router, index)) {
+            return;
+        }
+        self.learned
+            .insert((router, index), truncate(name).to_string());
+    }
+
+    /// The `interface` label: the name the router announced, else its `--interface-name`, else
+    /// the name for every router, else the index in decimal.
     pub fn label(&self, router: Router, interface: Interface) -> String {
         let Interface::Index(index) = interface else {
             return "other".into();
@@ -111,7 +129,8 @@ impl Interfaces {
             Router::Addr(ip) => ip,
             Router::Other => None,
         };
-        ip.and_then(|ip| self.names.get(&(Some(ip), index)))
+        ip.and_then(|ip| self.learned.get(&(ip, index)))
+            .or_else(|| ip.and_then(|ip| self.names.get(&(Some(ip), index))))
             .or_else(|| self.names.get(&(None, index)))
             .cloned()
             .unwrap_or_else(|| index.to_string())

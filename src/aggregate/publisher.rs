@@ -398,6 +398,9 @@ impl Aggregator {
             .zip(delta.interface_other)
             .filter(|(_, sums)| sums[0] != 0)
             .map(|(side, sums)| (Router::Other, Interface::Other, side, sums));
+        for fact in delta.interface_names.drain(..) {
+            self.interfaces.learn(fact.exporter, fact.index, &fact.name);
+        }
         let (routers, interfaces) = (&mut self.routers, &mut self.interfaces);
         let cells: Vec<_> = delta
             .by_interface

@@ -92,9 +92,28 @@ pub trait DatagramDecoder: Send {
     /// Forgets exporters idle for longer than `idle`. Returns how many were removed.
     fn prune_idle(&mut self, idle: Duration) -> usize;
 
+    /// Moves the interface names learned from options data since the last call (new or
+    /// changed ones only) to `out`. Decoders that learn none leave it alone.
+    fn drain_interface_names(&mut self, _out: &mut Vec<InterfaceNameFact>) {}
+
     /// Templates currently known per exporter address (all versions and domains together).
     fn templates_per_exporter(&self) -> Vec<(IpAddr, usize)>;
 }
+
+/// An interface name an exporter announced in options data (IE 82 with the interface as scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceNameFact {
+    pub exporter: IpAddr,
+    pub index: u32,
+    pub name: Box<str>,
+}
+
+/// Interface names remembered per exporter scope (to announce only new or changed ones) and
+/// waiting to be drained: beyond these, new names are ignored.
+const MAX_NAMES_PER_SCOPE: usize = 1024;
+const MAX_PENDING_NAMES: usize = 1024;
+/// Longest interface name kept, in bytes.
+const MAX_NAME_BYTES: usize = 64;
 
 /// Limits that keep memory bounded whatever arrives on the port.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +170,8 @@ struct Sampling {
     by_sampler: Vec<(u64, u64)>,
     /// systemInitTimeMilliseconds (IE 160) from options data (softflowd sends it there).
     sys_init_ms: Option<u64>,
+    /// Interface names from options data (IE 82), at most [`MAX_NAMES_PER_SCOPE`].
+    if_names: HashMap<u32, Box<str>>,
 }
 
 impl Sampling {
@@ -200,6 +221,8 @@ pub struct NetflowDecoder {
     tick: u64,
     /// `--nat-attribution`: a flow's destination is the one after NAT when the record has one.
     nat_attribution: bool,
+    /// Interface names learned and not yet drained (at most [`MAX_PENDING_NAMES`]).
+    pending_names: Vec<InterfaceNameFact>,
 }
 
 impl NetflowDecoder {
@@ -210,6 +233,7 @@ impl NetflowDecoder {
             probation: VecDeque::new(),
             tick: 0,
             nat_attribution: false,
+            pending_names: Vec::new(),
         }
     }
 
@@ -445,7 +469,8 @@ impl NetflowDecoder {
         }
         t.used = self.tick;
         let before = out.len();
-        let walked = decode_records(&t.layout, body, msg, sampling, max_samplers, out);
+        let names = &mut self.pending_names;
+        let walked = decode_records(&t.layout, body, msg, sampling, max_samplers, out, names);
         report.flows += out.len() - before;
         if let Some(details) = details {
             detail::records(&t.layout, body, msg.sequence, &out[before..], details);
@@ -516,6 +541,7 @@ fn decode_records(
     sampling: &mut Sampling,
     max_samplers: usize,
     out: &mut Vec<Flow>,
+    names: &mut Vec<InterfaceNameFact>,
 ) -> Result<(), Damaged> {
     match (layout.kind, &layout.shape) {
         (
@@ -543,6 +569,8 @@ fn decode_records(
                 sampling,
                 max_samplers,
                 record: OptionValues::default(),
+                exporter: msg.key.0.ip(),
+                names,
             };
             walk_records(shape, body, &mut sink)
         }
@@ -791,7 +819,9 @@ impl RecordValues {
             | Target::OptPacketInterval
             | Target::OptPacketSpace
             | Target::OptSamplerId
-            | Target::OptSysInit => {}
+            | Target::OptSysInit
+            | Target::OptIfIndex
+            | Target::OptIfName => {}
         }
     }
 
@@ -851,6 +881,9 @@ struct OptionValues {
     packet_space: Option<u64>,
     sampler_id: Option<u64>,
     sys_init_ms: Option<u64>,
+    if_index: Option<u32>,
+    /// IE 82, up to [`MAX_NAME_BYTES`] (fixed-length fields are padded with NULs).
+    if_name: Option<([u8; MAX_NAME_BYTES], usize)>,
 }
 
 impl OptionValues {
@@ -872,6 +905,8 @@ struct OptionsSink<'a> {
     sampling: &'a mut Sampling,
     max_samplers: usize,
     record: OptionValues,
+    exporter: IpAddr,
+    names: &'a mut Vec<InterfaceNameFact>,
 }
 
 impl RecordSink for OptionsSink<'_> {
@@ -887,11 +922,19 @@ impl RecordSink for OptionsSink<'_> {
             Target::OptPacketSpace => r.packet_space = uint(v),
             Target::OptSamplerId => r.sampler_id = uint(v),
             Target::OptSysInit => r.sys_init_ms = unix_ms(TimeUnit::Millis, v),
+            Target::OptIfIndex => r.if_index = uint(v).map(|i| i as u32),
+            Target::OptIfName => {
+                let v = &v[..v.len().min(MAX_NAME_BYTES)];
+                let mut name = [0; MAX_NAME_BYTES];
+                name[..v.len()].copy_from_slice(v);
+                r.if_name = Some((name, v.len()));
+            }
             _ => {}
         }
     }
 
     fn end(&mut self) {
+        self.learn_name();
         let s = &mut *self.sampling;
         if let Some(init) = self.record.sys_init_ms {
             s.sys_init_ms = Some(init);
@@ -906,6 +949,38 @@ impl RecordSink for OptionsSink<'_> {
             } else if s.by_sampler.len() < self.max_samplers {
                 s.by_sampler.push((id, rate));
             }
+        }
+    }
+}
+
+impl OptionsSink<'_> {
+    /// An interface-name row: remembered for the scope and announced when new or changed
+    /// (exporters repeat them every few minutes; only a change allocates).
+    fn learn_name(&mut self) {
+        let (Some(index), Some((bytes, len))) = (self.record.if_index, self.record.if_name) else {
+            return;
+        };
+        let raw = &bytes[..len];
+        let raw = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+        let name = String::from_utf8_lossy(raw);
+        let name = name.trim();
+        if name.is_empty() {
+            return;
+        }
+        let known = &mut self.sampling.if_names;
+        if known.get(&index).is_some_and(|n| &**n == name) {
+            return;
+        }
+        if known.len() >= MAX_NAMES_PER_SCOPE && !known.contains_key(&index) {
+            return;
+        }
+        known.insert(index, name.into());
+        if self.names.len() < MAX_PENDING_NAMES {
+            self.names.push(InterfaceNameFact {
+                exporter: unmap_v4(self.exporter),
+                index,
+                name: name.into(),
+            });
         }
     }
 }
@@ -950,6 +1025,10 @@ impl DatagramDecoder for NetflowDecoder {
             self.probation.shrink_to_fit();
         }
         before - self.scopes.len()
+    }
+
+    fn drain_interface_names(&mut self, out: &mut Vec<InterfaceNameFact>) {
+        out.append(&mut self.pending_names);
     }
 
     fn templates_per_exporter(&self) -> Vec<(IpAddr, usize)> {

@@ -895,3 +895,78 @@ fn a_template_older_than_its_ttl_is_forgotten() {
         [("192.0.2.1".parse().unwrap(), 0)]
     );
 }
+
+/// Interface names from options data: IPFIX scope IE 10 with a variable-length IE 82, v9 scope
+/// type 2 with a NUL-padded fixed-length IE 82; announced once, again only when changed.
+#[test]
+fn interface_names_from_options_data() {
+    let mut d = decoder();
+    let names = |d: &mut NetflowDecoder| {
+        let mut out = Vec::new();
+        d.drain_interface_names(&mut out);
+        out.into_iter()
+            .map(|n| (n.exporter.to_string(), n.index, n.name.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let ipfix_names = |wan: &[u8]| {
+        let mut rows = vec![0, 0, 0, 1, wan.len() as u8];
+        rows.extend_from_slice(wan);
+        rows.extend_from_slice(&[0, 0, 0, 2, 10]);
+        rows.extend_from_slice(b"bridge-lan");
+        ipfix(
+            0,
+            &[
+                set(3, &ipfix_options_template(300, 1, &[(10, 4), (82, 0xFFFF)])),
+                set(300, &rows),
+            ],
+        )
+    };
+    decode(&mut d, EXPORTER_A, &ipfix_names(b"ether1"));
+    let a = addr(EXPORTER_A).ip().to_string();
+    assert_eq!(
+        names(&mut d),
+        [
+            (a.clone(), 1, "ether1".into()),
+            (a.clone(), 2, "bridge-lan".into())
+        ]
+    );
+    // The same rows again: nothing new. A renamed interface: announced.
+    decode(&mut d, EXPORTER_A, &ipfix_names(b"ether1"));
+    assert_eq!(names(&mut d), []);
+    decode(&mut d, EXPORTER_A, &ipfix_names(b"ether1-wan"));
+    assert_eq!(names(&mut d), [(a.clone(), 1, "ether1-wan".into())]);
+
+    let mut row = vec![0, 0, 0, 7];
+    row.extend_from_slice(b"sfp1\0\0\0\0\0\0\0\0\0\0\0\0");
+    let v9_names = v9(
+        0,
+        &[
+            set(1, &v9_options_template(257, &[(2, 4)], &[(82, 16)])),
+            set(257, &row),
+        ],
+    );
+    decode(&mut d, EXPORTER_B, &v9_names);
+    let b = addr(EXPORTER_B).ip().to_string();
+    assert_eq!(names(&mut d), [(b, 7, "sfp1".into())]);
+}
+
+/// softflowd's v9 options (scope "interface", IF_NAME 16 bytes) name interface 0 after the
+/// capture it read: tshark shows `cflow.if_name` "traffic.pcap" with `cflow.scope_interface` 0.
+#[test]
+fn softflowd_v9_announces_its_interface_name() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata/fixtures/softflowd-v9.pcap");
+    let bytes = std::fs::read(path).unwrap();
+    let (datagrams, _) = crate::capture::read_datagrams(&bytes).unwrap();
+    let mut d = decoder();
+    let mut names = Vec::new();
+    for g in &datagrams {
+        d.decode(g.src, g.payload, 0, &mut Vec::new());
+        d.drain_interface_names(&mut names);
+    }
+    let names: Vec<_> = names
+        .iter()
+        .map(|n| (n.exporter.to_string(), n.index, &*n.name))
+        .collect();
+    assert_eq!(names, [("127.0.0.1".to_string(), 0, "traffic.pcap")]);
+}

@@ -90,6 +90,11 @@ pub enum Target {
     OptSamplerId,
     /// Options IE 160 (softflowd).
     OptSysInit,
+    /// Options scope IE 10 / 14 (IPFIX) or scope type 2 "interface" (v9): the interface a row
+    /// describes.
+    OptIfIndex,
+    /// Options IE 82 interfaceName.
+    OptIfName,
 }
 
 /// The data record mapping: what `RecordBuilder::apply` of the reference decoder maps.
@@ -133,6 +138,8 @@ fn options_target(ie: u16) -> Option<Target> {
         306 => T::OptPacketSpace,
         48 | 302 => T::OptSamplerId,
         160 => T::OptSysInit,
+        10 | 14 => T::OptIfIndex,
+        82 => T::OptIfName,
         _ => return None,
     })
 }
@@ -550,7 +557,9 @@ impl FixedPlan {
                 | Target::OptPacketInterval
                 | Target::OptPacketSpace
                 | Target::OptSamplerId
-                | Target::OptSysInit => {}
+                | Target::OptSysInit
+                | Target::OptIfIndex
+                | Target::OptIfName => {}
             }
         }
         plan.addrs = addrs.into_boxed_slice();
@@ -680,11 +689,16 @@ fn shape(version: u16, spec: &TemplateSpec, min_len: usize, variable: bool) -> S
 }
 
 /// What a field of a template feeds, if anything. Enterprise fields are never IANA elements; v9
-/// options scope fields number scopes (1 = system, 2 = interface, ...), not IEs, so only IPFIX
-/// maps scope fields (e.g. selectorId as the scope of a sampler row).
+/// options scope fields number scopes (1 = system, 2 = interface, ...), not IEs: only the
+/// interface scope is mapped there, while IPFIX maps scope fields as IEs (e.g. selectorId as the
+/// scope of a sampler row, ingressInterface as the scope of an interface-name row).
 fn field_target(version: u16, kind: Kind, f: &FieldSpec) -> Option<Target> {
-    if f.enterprise.is_some() || (version == 9 && f.scope) {
+    if f.enterprise.is_some() {
         return None;
+    }
+    if version == 9 && f.scope {
+        // v9 scope type 2 is "interface": its value is the interface index (RFC 3954 §6.1).
+        return (kind == Kind::Options && f.ie == 2).then_some(Target::OptIfIndex);
     }
     match kind {
         Kind::Data => data_target(f.ie),

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::aggregate::Accumulator;
 use crate::decode::ErrorType;
-use crate::decode::netflow::{DatagramDecoder, DatagramReport};
+use crate::decode::netflow::{DatagramDecoder, DatagramReport, InterfaceNameFact};
 use crate::flow::{Flow, unmap_v4};
 use crate::flows_out::LineBatcher;
 use crate::input::ErrorTally;
@@ -44,6 +44,8 @@ pub struct DatagramPipeline {
     decoder: Box<dyn DatagramDecoder>,
     config: PipelineConfig,
     flows: Vec<Flow>,
+    /// Interface names the decoder learned from the last datagram (rarely any).
+    names: Vec<InterfaceNameFact>,
     accumulator: Accumulator,
     /// `--flows-out`: this input's lines (the decoder then also reads the detail fields).
     lines: Option<LineBatcher>,
@@ -59,6 +61,7 @@ impl DatagramPipeline {
             factory,
             config,
             flows: Vec::with_capacity(256),
+            names: Vec::new(),
             accumulator,
             lines: None,
             last_housekeeping: Instant::now(),
@@ -100,6 +103,12 @@ impl DatagramPipeline {
             return DatagramReport::default();
         }
         let report = self.decode(from, payload, received_ns);
+        self.decoder.drain_interface_names(&mut self.names);
+        if !self.names.is_empty() {
+            self.accumulator
+                .delta()
+                .add_interface_names(&mut self.names);
+        }
         self.accumulator.record(&self.flows);
         if let Some(lines) = &mut self.lines {
             lines.add(&self.flows);

@@ -451,3 +451,29 @@ fn routeros_directions_and_interfaces_match_tshark() {
         "all four directions occur: {d}"
     );
 }
+
+/// Names from options data win over `--interface-name`: softflowd's v9 export names interface 0
+/// (its capture file, "traffic.pcap") before its first flows; every flow's input and output
+/// interface is counted once.
+#[test]
+fn interface_names_from_options_data_label_the_series() {
+    let pcap = repo_path("testdata/fixtures/softflowd-v9.pcap");
+    let exporter = Exporter::start(&[
+        "--stdin",
+        "off",
+        "--interface-name",
+        "0=from-the-flag",
+        "--replay",
+        pcap.to_str().unwrap(),
+    ]);
+    let m = scrape_replayed(&exporter, &pcap);
+    let flows = total(&m, "goflow_flows_total");
+    assert!(flows > 500.0, "{flows}");
+    for side in ["in", "out"] {
+        let key = format!(
+            r#"goflow_flows_by_interface_total{{direction="{side}",interface="traffic.pcap",sampler_address="127.0.0.1"}}"#
+        );
+        assert_eq!(m.get(&key), Some(&flows), "{key}: {m:#?}");
+    }
+    assert!(!m.keys().any(|k| k.contains("from-the-flag")));
+}
