@@ -1193,11 +1193,17 @@ fn template_reason(
     }
 }
 
-/// Whether a mapped field other than an IPv6 address is a fixed-length value wider than 8 bytes.
+/// Whether a mapped field other than an address or a name is a fixed-length value wider than 8
+/// bytes.
 fn has_wide_integer(layout: &super::template::Layout) -> bool {
     use super::template::{Shape, Target, VARIABLE_LENGTH};
-    let wide =
-        |len: usize, target: Target| len > 8 && !matches!(target, Target::SrcV6 | Target::DstV6);
+    let wide = |len: usize, target: Target| {
+        len > 8
+            && !matches!(
+                target,
+                Target::SrcV6 | Target::DstV6 | Target::NatDst | Target::OptIfName
+            )
+    };
     match &layout.shape {
         Shape::Fixed { ops, .. } => ops.iter().any(|op| wide(op.len, op.target)),
         Shape::Variable { fields, .. } => fields.iter().any(|f| {
