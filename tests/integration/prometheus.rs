@@ -376,7 +376,17 @@ struct Fixture {
     sampler_types: usize,
     sampler_datagrams: BTreeMap<String, f64>,
     sampler_rate: BTreeMap<String, f64>,
+    /// Bytes by "sampler|direction" and "sampler|interface|in-or-out" (tshark's totals with
+    /// [`LOCAL_NET`] and interfaces: `scripts/tshark-expected.py` run here).
+    direction_bytes: BTreeMap<String, f64>,
+    interface_bytes: BTreeMap<String, f64>,
 }
+
+/// The exporter's `--local-net` in this test (the fixture's 192.0.2.0/24 hosts talk to the
+/// documentation networks 198.51.100.0/24 and 203.0.113.0/24).
+const LOCAL_NET: &str = "192.0.2.0/24";
+/// The fixture's collector port (`testdata/fixtures/README.md`).
+const FIXTURE_PORT: &str = "39012";
 
 fn field(map: &Value, key: &str) -> BTreeMap<String, f64> {
     map.as_object()
@@ -421,7 +431,46 @@ impl Fixture {
                 "{k}: the exporters of one address disagree"
             );
         }
+        let out = Command::new("python3")
+            .arg(repo_path("scripts/tshark-expected.py"))
+            .args([
+                repo_path(FIXTURE).to_str().unwrap(),
+                FIXTURE_PORT,
+                "fixture",
+            ])
+            .args(["--local-net", LOCAL_NET, "--interfaces"])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let with_options: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let o = &with_options["sampling"]["scaled_by"];
+        // Interface names the exporters send in options data (softflowd names interface 0 after
+        // the capture it read), as tshark decoded them: the exporter labels by them.
+        let mut if_names = HashMap::new();
+        for r in want["options_data_records"].as_array().unwrap() {
+            if let (Some(index), Some(name)) =
+                (r["scope_interface"].as_u64(), r["if_name_ie82"].as_str())
+            {
+                let addr: SocketAddr = r["exporter"].as_str().unwrap().parse().unwrap();
+                if_names.insert(format!("{}|{index}", addr.ip()), name.to_string());
+            }
+        }
+        let interface_bytes = field(&o["by_interface"], "bytes")
+            .into_iter()
+            .map(|(k, v)| {
+                let (router_index, side) = k.rsplit_once('|').unwrap();
+                let (router, index) = router_index.split_once('|').unwrap();
+                let label = if_names.get(router_index).map_or(index, String::as_str);
+                (format!("{router}|{label}|{side}"), v)
+            })
+            .collect();
         Fixture {
+            direction_bytes: field(&o["by_direction"], "bytes"),
+            interface_bytes,
             datagrams: want["datagrams"].as_u64().unwrap(),
             scaled_bytes: want["sampling"]["scaled_totals"]["bytes"].as_f64().unwrap(),
             src_bytes: field(&s["by_src_addr"], "bytes"),
@@ -540,10 +589,46 @@ impl Ctx<'_> {
     }
 }
 
+/// [`assert_shares`] on the values of several labels joined by `|` (e.g. "sampler|direction").
+fn assert_shares_of(q: &str, res: &[Sample], labels: &[&str], want: &BTreeMap<String, f64>) {
+    let joined: Vec<Sample> = res
+        .iter()
+        .map(|s| Sample {
+            labels: BTreeMap::from([(
+                "key".to_string(),
+                labels
+                    .iter()
+                    .map(|l| s.label(l))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            )]),
+            value: s.value,
+        })
+        .collect();
+    assert_shares(q, &joined, "key", want);
+}
+
 /// Asserts what `q` must return. Every README and dashboard query needs a case here.
 fn check(q: &str, res: &[Sample], ctx: &Ctx) {
     let fx = ctx.fx;
     match normalize(q).as_str() {
+        "sum by (sampler_address, direction) (rate(goflow_bytes_by_direction_total[R]) * 8)" => {
+            assert_shares_of(
+                q,
+                res,
+                &["sampler_address", "direction"],
+                &fx.direction_bytes,
+            );
+        }
+        "sum by (sampler_address, interface, direction) (rate(goflow_bytes_by_interface_total[R]) * 8)" =>
+        {
+            assert_shares_of(
+                q,
+                res,
+                &["sampler_address", "interface", "direction"],
+                &fx.interface_bytes,
+            );
+        }
         "topk(10, rate(goflow_bytes_by_src_addr_total[R]) * 8)" => {
             assert_top(q, res, "src_addr", &fx.src_bytes, 10);
         }
@@ -768,6 +853,9 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
         "netflow://127.0.0.1:0",
         "--rcvbuf",
         "4194304",
+        "--local-net",
+        LOCAL_NET,
+        "--interfaces",
         "--replay",
         pcap.to_str().unwrap(),
     ]);

@@ -46,16 +46,29 @@ fn promtool_check_metrics_reports_nothing() {
         return;
     }
     let data = std::fs::read(repo_path("testdata/golden.jsonl")).unwrap();
-    let mut exporter = Exporter::start(&["--stdin", "on", "--max-line-bytes", "4096"]);
+    // The opt-in families too (issue 12): directions and named interfaces.
+    let mut exporter = Exporter::start(&[
+        "--stdin",
+        "on",
+        "--max-line-bytes",
+        "4096",
+        "--local-net",
+        "192.168.88.0/24",
+        "--interface-name",
+        "1=ether1-wan",
+    ]);
     exporter.feed_and_close(&data);
     exporter.scrape_until(Duration::from_secs(10), |m| {
         m.get("goflow_stdin_lines_total") == Some(&16.0)
     });
     let body = exporter.scrape_text();
-    assert!(
-        body.contains("goflow_bytes_by_src_addr_total"),
-        "a full scrape"
-    );
+    for family in [
+        "goflow_bytes_by_src_addr_total",
+        "goflow_bytes_by_direction_total",
+        "goflow_bytes_by_interface_total",
+    ] {
+        assert!(body.contains(family), "a full scrape: {family}");
+    }
     let (ok, report) = promtool_check(&body);
     assert!(ok, "promtool failed:\n{report}");
     assert_eq!(report.trim(), "", "promtool reported problems");
