@@ -108,9 +108,11 @@ pub struct InterfaceNameFact {
     pub name: Box<str>,
 }
 
-/// Interface names remembered per exporter scope (to announce only new or changed ones) and
-/// waiting to be drained: beyond these, new names are ignored.
+/// Interface names remembered per exporter scope (to announce only new or changed ones), in all
+/// scopes together (a spoofed source can bring templates and options in one datagram: the total
+/// keeps that at ~0.5 MB), and waiting to be drained: beyond these, new names are ignored.
 const MAX_NAMES_PER_SCOPE: usize = 1024;
+const MAX_NAMES: usize = 4096;
 const MAX_PENDING_NAMES: usize = 1024;
 /// Longest interface name kept, in bytes.
 const MAX_NAME_BYTES: usize = 64;
@@ -223,6 +225,8 @@ pub struct NetflowDecoder {
     nat_attribution: bool,
     /// Interface names learned and not yet drained (at most [`MAX_PENDING_NAMES`]).
     pending_names: Vec<InterfaceNameFact>,
+    /// Names remembered in all scopes (at most [`MAX_NAMES`]).
+    names_total: usize,
 }
 
 impl NetflowDecoder {
@@ -234,6 +238,7 @@ impl NetflowDecoder {
             tick: 0,
             nat_attribution: false,
             pending_names: Vec::new(),
+            names_total: 0,
         }
     }
 
@@ -260,7 +265,9 @@ impl NetflowDecoder {
                         break key;
                     }
                 };
-                self.scopes.remove(&victim);
+                if let Some(gone) = self.scopes.remove(&victim) {
+                    self.names_total -= gone.sampling.if_names.len();
+                }
             }
             if self.probation.len() >= 4 * max {
                 // Keys of scopes since established or gone: dropped, so the queue stays bounded.
@@ -469,7 +476,10 @@ impl NetflowDecoder {
         }
         t.used = self.tick;
         let before = out.len();
-        let names = &mut self.pending_names;
+        let names = Names {
+            pending: &mut self.pending_names,
+            total: &mut self.names_total,
+        };
         let walked = decode_records(&t.layout, body, msg, sampling, max_samplers, out, names);
         report.flows += out.len() - before;
         if let Some(details) = details {
@@ -541,7 +551,7 @@ fn decode_records(
     sampling: &mut Sampling,
     max_samplers: usize,
     out: &mut Vec<Flow>,
-    names: &mut Vec<InterfaceNameFact>,
+    names: Names<'_>,
 ) -> Result<(), Damaged> {
     match (layout.kind, &layout.shape) {
         (
@@ -906,7 +916,13 @@ struct OptionsSink<'a> {
     max_samplers: usize,
     record: OptionValues,
     exporter: IpAddr,
-    names: &'a mut Vec<InterfaceNameFact>,
+    names: Names<'a>,
+}
+
+/// Where an options set's interface names go, and the decoder's count of names remembered.
+struct Names<'a> {
+    pending: &'a mut Vec<InterfaceNameFact>,
+    total: &'a mut usize,
 }
 
 impl RecordSink for OptionsSink<'_> {
@@ -971,12 +987,15 @@ impl OptionsSink<'_> {
         if known.get(&index).is_some_and(|n| &**n == name) {
             return;
         }
-        if known.len() >= MAX_NAMES_PER_SCOPE && !known.contains_key(&index) {
-            return;
+        if !known.contains_key(&index) {
+            if known.len() >= MAX_NAMES_PER_SCOPE || *self.names.total >= MAX_NAMES {
+                return;
+            }
+            *self.names.total += 1;
         }
         known.insert(index, name.into());
-        if self.names.len() < MAX_PENDING_NAMES {
-            self.names.push(InterfaceNameFact {
+        if self.names.pending.len() < MAX_PENDING_NAMES {
+            self.names.pending.push(InterfaceNameFact {
                 exporter: unmap_v4(self.exporter),
                 index,
                 name: name.into(),
@@ -1015,8 +1034,14 @@ impl DatagramDecoder for NetflowDecoder {
     fn prune_idle(&mut self, idle: Duration) -> usize {
         let now = Instant::now();
         let before = self.scopes.len();
-        self.scopes
-            .retain(|_, s| now.saturating_duration_since(s.last_seen) < idle);
+        let total = &mut self.names_total;
+        self.scopes.retain(|_, s| {
+            let keep = now.saturating_duration_since(s.last_seen) < idle;
+            if !keep {
+                *total -= s.sampling.if_names.len();
+            }
+            keep
+        });
         let scopes = &self.scopes;
         self.probation.retain(|k| scopes.contains_key(k));
         if self.scopes.capacity() > 64 && self.scopes.len() < self.scopes.capacity() / 4 {

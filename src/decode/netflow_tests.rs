@@ -970,3 +970,42 @@ fn softflowd_v9_announces_its_interface_name() {
         .collect();
     assert_eq!(names, [("127.0.0.1".to_string(), 0, "traffic.pcap")]);
 }
+
+/// Names are bounded per scope and in all scopes together, and a pruned scope gives its share
+/// back.
+#[test]
+fn interface_names_are_bounded_and_freed_with_their_scope() {
+    let mut d = decoder();
+    let rows: Vec<u8> = (0..MAX_NAMES_PER_SCOPE as u32 + 10)
+        .flat_map(|i| {
+            let mut r = i.to_be_bytes().to_vec();
+            r.extend_from_slice(format!("if{i:06}").as_bytes());
+            r
+        })
+        .collect();
+    let options = |domain: u32| {
+        ipfix(
+            domain,
+            &[
+                set(3, &ipfix_options_template(300, 1, &[(10, 4), (82, 8)])),
+                set(300, &rows),
+            ],
+        )
+    };
+    let learned = |d: &mut NetflowDecoder| {
+        let mut out = Vec::new();
+        d.drain_interface_names(&mut out);
+        out.len()
+    };
+    decode(&mut d, EXPORTER_A, &options(1));
+    assert_eq!(learned(&mut d), MAX_NAMES_PER_SCOPE.min(MAX_PENDING_NAMES));
+    for domain in 2..=6 {
+        decode(&mut d, EXPORTER_A, &options(domain));
+        learned(&mut d);
+    }
+    assert_eq!(d.names_total, MAX_NAMES);
+    d.prune_idle(Duration::ZERO);
+    assert_eq!(d.names_total, 0);
+    decode(&mut d, EXPORTER_A, &options(7));
+    assert_eq!(learned(&mut d), MAX_NAMES_PER_SCOPE.min(MAX_PENDING_NAMES));
+}
