@@ -344,3 +344,23 @@ pub fn scrape_replayed(exporter: &Exporter, path: &std::path::Path) -> MetricMap
         m.get("goflow_replay_datagrams_total") == Some(&n)
     })
 }
+
+/// `scripts/tshark-expected.py` on `pcap` (exports sent to `port`) with `extra` options: tshark's
+/// totals, as JSON.
+pub fn tshark_expected(pcap: &std::path::Path, port: u16, extra: &[&str]) -> serde_json::Value {
+    let name = pcap.file_stem().unwrap().to_string_lossy().to_string();
+    let out = Command::new("python3")
+        .arg(repo_path("scripts/tshark-expected.py"))
+        .arg(pcap)
+        .arg(port.to_string())
+        .arg(&name)
+        .args(extra)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

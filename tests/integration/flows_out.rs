@@ -379,23 +379,26 @@ const LINES: &str = "goflow_flows_out_lines_total";
 const QUEUE_FULL: &str = "goflow_flows_out_dropped_total{reason=\"queue_full\"}";
 const WRITE_ERROR: &str = "goflow_flows_out_dropped_total{reason=\"write_error\"}";
 
+/// A UDP collector on loopback writing its flow lines to its standard output (a pipe the test
+/// holds as `child.stdout`), with `extra` flags.
+fn udp_exporter_writing_stdout(extra: &[&str]) -> Exporter {
+    let mut args = vec![
+        "--stdin",
+        "off",
+        "--listen",
+        "netflow://127.0.0.1:0",
+        "--flows-out",
+        "-",
+    ];
+    args.extend_from_slice(extra);
+    Exporter::start_full(&args, &[], Stdio::null(), Stdio::piped())
+}
+
 /// Standard output closed by its reader: logged once, the lines after it counted as dropped, and
 /// every flow still in the metrics.
 #[test]
 fn a_closed_pipe_is_logged_and_counted_and_metrics_go_on() {
-    let mut exporter = Exporter::start_full(
-        &[
-            "--stdin",
-            "off",
-            "--listen",
-            "netflow://127.0.0.1:0",
-            "--flows-out",
-            "-",
-        ],
-        &[],
-        Stdio::null(),
-        Stdio::piped(),
-    );
+    let mut exporter = udp_exporter_writing_stdout(&[]);
     let mut stdout = BufReader::new(exporter.child.stdout.take().unwrap());
     let first = send_v5(&exporter, 10);
     let mut line = String::new();
@@ -430,21 +433,7 @@ fn a_closed_pipe_is_logged_and_counted_and_metrics_go_on() {
 /// consumer reads, everything queued is written: lines + dropped = flows.
 #[test]
 fn a_slow_consumer_costs_lines_not_metrics() {
-    let mut exporter = Exporter::start_full(
-        &[
-            "--stdin",
-            "off",
-            "--listen",
-            "netflow://127.0.0.1:0",
-            "--flows-out",
-            "-",
-            "--flows-out-buffer",
-            "2048",
-        ],
-        &[],
-        Stdio::null(),
-        Stdio::piped(),
-    );
+    let mut exporter = udp_exporter_writing_stdout(&["--flows-out-buffer", "2048"]);
     let stdout = exporter.child.stdout.take().unwrap();
     // 60,000 flows, ~50 MB of lines: far beyond the pipe (64 KiB) and the queue (2 batches).
     let sent = send_v5(&exporter, 2000);

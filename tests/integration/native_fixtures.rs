@@ -18,7 +18,7 @@ use goflow2_exporter::names::protocol_name;
 use serde_json::Value;
 
 use crate::common::{
-    Exporter, MetricMap, available, family, repo_path, scrape_replayed, shared_dir,
+    Exporter, MetricMap, available, family, repo_path, scrape_replayed, shared_dir, tshark_expected,
 };
 
 /// Sum of a family's series.
@@ -261,21 +261,7 @@ fn tshark_totals(pcap: &Path, extra: &[&str]) -> Value {
     let bytes = std::fs::read(pcap).unwrap();
     let (datagrams, _) = read_datagrams(&bytes).unwrap();
     let port = datagrams[0].dst.port();
-    let name = pcap.file_stem().unwrap().to_string_lossy().to_string();
-    let out = Command::new("python3")
-        .arg(repo_path("scripts/tshark-expected.py"))
-        .arg(pcap)
-        .arg(port.to_string())
-        .arg(&name)
-        .args(extra)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    tshark_expected(pcap, port, extra)
 }
 
 #[test]
@@ -355,23 +341,31 @@ fn mikrotik_juniper_and_nprobe_specifics() {
     );
 }
 
-/// `--nat-attribution` on the RouterOS IPFIX capture (template 258 carries IE 225/226): every
-/// flow family equals tshark's totals with each record's destination after NAT, so the replies
-/// to the router's outside address 192.168.230.216 are counted for the inside hosts.
-#[test]
-fn routeros_nat_attribution_matches_tshark() {
+/// The RouterOS IPFIX capture of `../shared/captures`, when it and tshark are there (else a
+/// notice, or a failure in strict mode).
+fn routeros_ipfix_capture() -> Option<PathBuf> {
     let Some(shared) = shared_dir() else {
         available(false, "../shared (captures)");
-        return;
+        return None;
     };
     let has_tshark = Command::new("tshark")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
     if !available(has_tshark, "tshark (Debian package tshark)") {
-        return;
+        return None;
     }
-    let pcap = shared.join("captures/mikrotik-ros6.39.2-ipfix-t258-t259.pcap");
+    Some(shared.join("captures/mikrotik-ros6.39.2-ipfix-t258-t259.pcap"))
+}
+
+/// `--nat-attribution` on the RouterOS IPFIX capture (template 258 carries IE 225/226): every
+/// flow family equals tshark's totals with each record's destination after NAT, so the replies
+/// to the router's outside address 192.168.230.216 are counted for the inside hosts.
+#[test]
+fn routeros_nat_attribution_matches_tshark() {
+    let Some(pcap) = routeros_ipfix_capture() else {
+        return;
+    };
     let want = tshark_totals(&pcap, &["--nat-attribution"]);
     let exporter = Exporter::start(&[
         "--stdin",
@@ -408,18 +402,9 @@ fn routeros_nat_attribution_matches_tshark() {
 /// family equals tshark's totals, the new ones included.
 #[test]
 fn routeros_directions_and_interfaces_match_tshark() {
-    let Some(shared) = shared_dir() else {
-        available(false, "../shared (captures)");
+    let Some(pcap) = routeros_ipfix_capture() else {
         return;
     };
-    let has_tshark = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available(has_tshark, "tshark (Debian package tshark)") {
-        return;
-    }
-    let pcap = shared.join("captures/mikrotik-ros6.39.2-ipfix-t258-t259.pcap");
     let nets = "10.0.0.0/8,172.16.0.0/12";
     let want = tshark_totals(
         &pcap,

@@ -20,7 +20,7 @@ use goflow2_exporter::capture::read_datagrams;
 use goflow2_exporter::names::protocol_name;
 use serde_json::Value;
 
-use crate::common::{Exporter, MetricMap, available, family, repo_path};
+use crate::common::{Exporter, MetricMap, available, family, repo_path, tshark_expected};
 
 const FIXTURE: &str = "testdata/fixtures/mixed-v9-3exporters.pcap";
 const EXPECTED: &str = "testdata/fixtures/mixed-v9-3exporters.expected.json";
@@ -386,7 +386,7 @@ struct Fixture {
 /// documentation networks 198.51.100.0/24 and 203.0.113.0/24).
 const LOCAL_NET: &str = "192.0.2.0/24";
 /// The fixture's collector port (`testdata/fixtures/README.md`).
-const FIXTURE_PORT: &str = "39012";
+const FIXTURE_PORT: u16 = 39012;
 
 fn field(map: &Value, key: &str) -> BTreeMap<String, f64> {
     map.as_object()
@@ -431,22 +431,11 @@ impl Fixture {
                 "{k}: the exporters of one address disagree"
             );
         }
-        let out = Command::new("python3")
-            .arg(repo_path("scripts/tshark-expected.py"))
-            .args([
-                repo_path(FIXTURE).to_str().unwrap(),
-                FIXTURE_PORT,
-                "fixture",
-            ])
-            .args(["--local-net", LOCAL_NET, "--interfaces"])
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let with_options = tshark_expected(
+            &repo_path(FIXTURE),
+            FIXTURE_PORT,
+            &["--local-net", LOCAL_NET, "--interfaces"],
         );
-        let with_options: Value = serde_json::from_slice(&out.stdout).unwrap();
         let o = &with_options["sampling"]["scaled_by"];
         // Interface names the exporters send in options data (softflowd names interface 0 after
         // the capture it read), as tshark decoded them: the exporter labels by them.
