@@ -57,6 +57,8 @@ fn flows(n: u32) -> Vec<(Flow, FlowDetail)> {
                 out_if: 1,
                 tcp_flags: (i % 64) as u16,
                 observation_domain: 7,
+                src_as: 64_512 + i % 100,
+                dst_as: 15_169,
             };
             let mut mpls_labels = [0; MPLS_DEPTH];
             mpls_labels[0] = 16 + i % 1000;
@@ -68,8 +70,6 @@ fn flows(n: u32) -> Vec<(Flow, FlowDetail)> {
                 src_vlan: 10,
                 ip_tos: (i % 4) as u8,
                 ip_ttl: 64,
-                src_as: 64_512 + i % 100,
-                dst_as: 15_169,
                 next_hop: Some(Ipv4Addr::new(10, 255, 0, 1).into()),
                 src_mask: if v6 { 64 } else { 24 },
                 dst_mask: if v6 { 48 } else { 24 },
@@ -194,8 +194,8 @@ fn peer_line(f: &Flow, d: &FlowDetail) -> Line {
         ipv6_flow_label: d.ipv6_flow_label,
         fragment_id: d.fragment_id,
         fragment_offset: d.fragment_offset,
-        src_as: d.src_as,
-        dst_as: d.dst_as,
+        src_as: f.src_as,
+        dst_as: f.dst_as,
         next_hop: addr(d.next_hop),
         next_hop_as: d.next_hop_as,
         src_net: net(f.src_addr, d.src_mask),

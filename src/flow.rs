@@ -81,6 +81,10 @@ pub struct Flow {
     pub tcp_flags: u16,
     /// NetFlow v9 source id / IPFIX observation domain id (0 when absent).
     pub observation_domain: u32,
+    /// The AS numbers the record carries (v5 `src_as`/`dst_as`, IE 16/17), 0 when it has none:
+    /// they win over `--asn-db`.
+    pub src_as: u32,
+    pub dst_as: u32,
 }
 
 /// The fields of a goflow2 flow line that no metric family uses (issue 11): the export's sequence
@@ -113,8 +117,6 @@ pub struct FlowDetail {
     pub ipv6_flow_label: u32,
     pub fragment_id: u32,
     pub fragment_offset: u32,
-    pub src_as: u32,
-    pub dst_as: u32,
     pub next_hop: Option<IpAddr>,
     pub next_hop_as: u32,
     /// Prefix lengths of the source and destination networks (goflow2's `src_net`/`dst_net`).

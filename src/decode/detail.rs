@@ -23,7 +23,6 @@ pub fn v5(datagram: &[u8], out: &mut Vec<FlowDetail>) {
     let Some(records) = v5_records(datagram) else {
         return;
     };
-    let be16 = |r: &[u8], i: usize| u16::from_be_bytes([r[i], r[i + 1]]);
     let be32 = |r: &[u8], i: usize| u32::from_be_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
     // `v5_records` checked the 24-byte header is there.
     let sequence_num = be32(datagram, 16);
@@ -32,8 +31,6 @@ pub fn v5(datagram: &[u8], out: &mut Vec<FlowDetail>) {
         etype: IPV4,
         next_hop: Some(IpAddr::V4(Ipv4Addr::from(be32(r, 8)))),
         ip_tos: r[39],
-        src_as: u32::from(be16(r, 40)),
-        dst_as: u32::from(be16(r, 42)),
         src_mask: r[44],
         dst_mask: r[45],
         ..FlowDetail::default()
@@ -111,8 +108,6 @@ fn apply(d: &mut FlowDetail, ip_version: &mut Option<u16>, target: DetailTarget,
         D::FlowLabel => d.ipv6_flow_label = n as u32,
         D::FragmentId => d.fragment_id = n as u32,
         D::FragmentOffset => d.fragment_offset = n as u32,
-        D::SrcAs => d.src_as = n as u32,
-        D::DstAs => d.dst_as = n as u32,
         D::NextHop => d.next_hop = address(v),
         D::BgpNextHop => d.bgp_next_hop = address(v),
         D::SrcMask => d.src_mask = n as u8,
@@ -258,7 +253,7 @@ mod tests {
             0x03, 0xE8, 0x01,
             0, 0, 0, 7,
         ];
-        let (_, details) = decode(&[ipfix(
+        let (flows, details) = decode(&[ipfix(
             0,
             &[set(2, &template(300, fields)), set(300, &record)],
         )]);
@@ -271,7 +266,8 @@ mod tests {
         assert_eq!((d.icmp_type, d.icmp_code), (3, 1));
         assert_eq!(d.ipv6_flow_label, 0x000A_BCDE);
         assert_eq!((d.fragment_id, d.fragment_offset), (0x1234, 0x05B9));
-        assert_eq!((d.src_as, d.dst_as), (65_000, 64_496));
+        // AS numbers are the flow's own (they feed `--asn-db`'s families).
+        assert_eq!((flows[0].src_as, flows[0].dst_as), (65_000, 64_496));
         assert_eq!(d.next_hop, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 254))));
         assert_eq!(
             d.bgp_next_hop,

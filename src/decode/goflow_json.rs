@@ -111,6 +111,10 @@ struct Line<'a> {
     #[serde(alias = "TCPFlags")]
     tcp_flags: u16,
     observation_domain_id: u32,
+    #[serde(alias = "SrcAS")]
+    src_as: u32,
+    #[serde(alias = "DstAS")]
+    dst_as: u32,
 }
 
 impl Line<'_> {
@@ -141,6 +145,8 @@ impl Line<'_> {
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
             observation_domain: self.observation_domain_id,
+            src_as: self.src_as,
+            dst_as: self.dst_as,
         }
     }
 }
@@ -301,6 +307,8 @@ enum Key {
     OutIf,
     TcpFlags,
     ObservationDomainId,
+    SrcAs,
+    DstAs,
 }
 
 /// The kept key a JSON key names (same names and aliases as the `Line` derive), or `None`.
@@ -327,6 +335,8 @@ const fn key_of(k: &[u8]) -> Option<Key> {
         b"out_if" | b"OutIf" => Key::OutIf,
         b"tcp_flags" | b"TCPFlags" => Key::TcpFlags,
         b"observation_domain_id" => Key::ObservationDomainId,
+        b"src_as" | b"SrcAS" => Key::SrcAs,
+        b"dst_as" | b"DstAS" => Key::DstAs,
         _ => return None,
     })
 }
@@ -585,6 +595,8 @@ fn set_field<'a>(line: &mut Line<'a>, k: Key, v: Value<'a>) -> Option<()> {
         Key::OutIf => line.out_if = u32::try_from(int(v)?).ok()?,
         Key::TcpFlags => line.tcp_flags = u16::try_from(int(v)?).ok()?,
         Key::ObservationDomainId => line.observation_domain_id = u32::try_from(int(v)?).ok()?,
+        Key::SrcAs => line.src_as = u32::try_from(int(v)?).ok()?,
+        Key::DstAs => line.dst_as = u32::try_from(int(v)?).ok()?,
     }
     Some(())
 }
@@ -850,6 +862,7 @@ mod tests {
                 in_if: 2,
                 out_if: 1,
                 tcp_flags: 27,
+                dst_as: 13335,
                 ..Flow::default()
             }
         );

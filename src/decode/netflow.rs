@@ -535,6 +535,8 @@ impl NetflowDecoder {
                 dst_port: w(34),
                 tcp_flags: u16::from(b(37)),
                 proto: Some(b(38)),
+                src_as: u32::from(w(40)),
+                dst_as: u32::from(w(42)),
                 ..base
             });
         }
@@ -733,6 +735,8 @@ fn fixed_flow(p: &FixedPlan, r: &[u8], msg: &Message, sampling: &Sampling) -> Fl
     f.dst_port = num(p.dst_port).map_or(0, |v| v as u16);
     f.in_if = num(p.in_if).map_or(0, |v| v as u32);
     f.out_if = num(p.out_if).map_or(0, |v| v as u32);
+    f.src_as = num(p.src_as).map_or(0, |v| v as u32);
+    f.dst_as = num(p.dst_as).map_or(0, |v| v as u32);
     let mut nat_dst = None;
     for op in p.addrs.iter() {
         let v = r.get(op.offset..op.offset + op.len);
@@ -784,6 +788,8 @@ struct RecordValues {
     in_if: u32,
     out_if: u32,
     tcp_flags: u16,
+    src_as: u32,
+    dst_as: u32,
     /// IE 226 / 282 (read with `--nat-attribution` only).
     nat_dst: Option<IpAddr>,
     nat_attribution: bool,
@@ -824,6 +830,8 @@ impl RecordValues {
             Target::SysInit => self.time.sys_init_ms = unix_ms(TimeUnit::Millis, v),
             Target::NatDst if self.nat_attribution => set_addr(&mut self.nat_dst, v4_or_v6(v)),
             Target::NatDst => {}
+            Target::SrcAs => self.src_as = uint(v).map_or(0, |a| a as u32),
+            Target::DstAs => self.dst_as = uint(v).map_or(0, |a| a as u32),
             // Options targets are never compiled into data layouts.
             Target::OptInterval
             | Target::OptPacketInterval
@@ -851,6 +859,8 @@ impl RecordValues {
             in_if: self.in_if,
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
+            src_as: self.src_as,
+            dst_as: self.dst_as,
             ..msg.base
         };
         attribute(&mut f, self.nat_dst);

@@ -317,6 +317,8 @@ impl NetflowParserDecoder {
                     in_if: u32::from(r.input),
                     out_if: u32::from(r.output),
                     tcp_flags: u16::from(r.tcp_flags),
+                    src_as: u32::from(r.src_as),
+                    dst_as: u32::from(r.dst_as),
                     ..Flow::default()
                 });
                 report.flows += 1;
@@ -674,6 +676,8 @@ struct RecordBuilder {
     abs_end_ms: Option<u64>,
     /// IE 160 inside the record (RouterOS 7).
     sys_init_ms: Option<u64>,
+    src_as: u32,
+    dst_as: u32,
 }
 
 /// Sets `slot` unless it already holds a non-zero address and `new` is zero: a non-zero value
@@ -711,6 +715,8 @@ impl RecordBuilder {
             150 | 152 | 154 | 156 => self.abs_start_ms = fv_unix_ms(v),
             151 | 153 | 155 | 157 => self.abs_end_ms = fv_unix_ms(v),
             160 => self.sys_init_ms = fv_unix_ms(v),
+            16 => self.src_as = fv_u64(v).map_or(0, |a| a as u32),
+            17 => self.dst_as = fv_u64(v).map_or(0, |a| a as u32),
             _ => {}
         }
     }
@@ -742,6 +748,8 @@ impl RecordBuilder {
             out_if: self.out_if,
             tcp_flags: self.tcp_flags,
             observation_domain: ctx.domain,
+            src_as: self.src_as,
+            dst_as: self.dst_as,
         }
     }
 
@@ -957,6 +965,8 @@ fn ipfix_ie(f: &IPFixField) -> Option<u16> {
         I::FlowStartNanoseconds => 156,
         I::FlowEndNanoseconds => 157,
         I::SystemInitTimeMilliseconds => 160,
+        I::BgpSourceAsNumber => 16,
+        I::BgpDestinationAsNumber => 17,
         I::SelectorId => 302,
         I::SamplingPacketInterval => 305,
         I::SamplingPacketSpace => 306,

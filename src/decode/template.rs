@@ -80,6 +80,10 @@ pub enum Target {
     /// IE 226 postNATDestinationIPv4Address / 282 postNATDestinationIPv6Address: the flow's
     /// destination with `--nat-attribution`.
     NatDst,
+    /// IE 16 bgpSourceAsNumber.
+    SrcAs,
+    /// IE 17 bgpDestinationAsNumber.
+    DstAs,
     /// Options IE 34 samplingInterval / 50 samplerRandomInterval.
     OptInterval,
     /// Options IE 305 samplingPacketInterval.
@@ -125,6 +129,8 @@ fn data_target(ie: u16) -> Option<Target> {
         155 | 157 => T::AbsEnd(TimeUnit::Ntp),
         160 => T::SysInit,
         226 | 282 => T::NatDst,
+        16 => T::SrcAs,
+        17 => T::DstAs,
         _ => return None,
     })
 }
@@ -169,10 +175,6 @@ pub enum DetailTarget {
     FragmentId,
     /// IE 88 fragmentOffset.
     FragmentOffset,
-    /// IE 16 bgpSourceAsNumber.
-    SrcAs,
-    /// IE 17 bgpDestinationAsNumber.
-    DstAs,
     /// IE 15 / 62 ipNextHop.
     NextHop,
     /// IE 18 / 63 bgpNextHop.
@@ -221,8 +223,6 @@ fn detail_target(ie: u16) -> Option<DetailTarget> {
         31 => D::FlowLabel,
         54 => D::FragmentId,
         88 => D::FragmentOffset,
-        16 => D::SrcAs,
-        17 => D::DstAs,
         15 | 62 => D::NextHop,
         18 | 63 => D::BgpNextHop,
         9 | 29 => D::SrcMask,
@@ -517,6 +517,8 @@ pub struct FixedPlan {
     pub abs_start: Option<(Slot, TimeUnit)>,
     pub abs_end: Option<(Slot, TimeUnit)>,
     pub sys_init: Option<Slot>,
+    pub src_as: Option<Slot>,
+    pub dst_as: Option<Slot>,
     /// [`Target::SrcV4`], [`Target::DstV4`], [`Target::SrcV6`], [`Target::DstV6`] and
     /// [`Target::NatDst`] operations.
     pub addrs: Box<[Op]>,
@@ -548,6 +550,8 @@ impl FixedPlan {
                 Target::AbsStart(unit) => plan.abs_start = slot.map(|s| (s, unit)),
                 Target::AbsEnd(unit) => plan.abs_end = slot.map(|s| (s, unit)),
                 Target::SysInit => plan.sys_init = slot,
+                Target::SrcAs => plan.src_as = slot,
+                Target::DstAs => plan.dst_as = slot,
                 Target::SrcV4 | Target::DstV4 | Target::SrcV6 | Target::DstV6 | Target::NatDst => {
                     addrs.push(*op)
                 }

@@ -62,8 +62,8 @@ pub fn write_line(out: &mut Vec<u8>, flow: &Flow, d: &FlowDetail) {
     key_u64(out, "ipv6_flow_label", u64::from(d.ipv6_flow_label));
     key_u64(out, "fragment_id", u64::from(d.fragment_id));
     key_u64(out, "fragment_offset", u64::from(d.fragment_offset));
-    key_u64(out, "src_as", u64::from(d.src_as));
-    key_u64(out, "dst_as", u64::from(d.dst_as));
+    key_u64(out, "src_as", u64::from(flow.src_as));
+    key_u64(out, "dst_as", u64::from(flow.dst_as));
     key_addr(out, "next_hop", d.next_hop);
     key_u64(out, "next_hop_as", u64::from(d.next_hop_as));
     key_net(out, "src_net", flow.src_addr, d.src_mask);
@@ -216,7 +216,6 @@ mod tests {
         let detail = FlowDetail {
             sequence_num: 42,
             etype: 0x0800,
-            dst_as: 13335,
             next_hop: ip("10.0.0.1"),
             src_mask: 24,
             dst_mask: 24,
