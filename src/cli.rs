@@ -214,6 +214,12 @@ pub struct Cli {
     )]
     pub interface_name: Vec<InterfaceName>,
 
+    /// An MMDB file with AS numbers (GeoLite2-ASN, DB-IP's free ASN database): flows and bytes
+    /// by source and destination AS (goflow_*_by_{src,dst}_asn_total) and goflow_asn_info with
+    /// the AS names. An AS number the flow carries wins. Reloaded on SIGHUP.
+    #[arg(long, value_name = "PATH", env = "GOFLOW2_EXPORTER_ASN_DB")]
+    pub asn_db: Option<PathBuf>,
+
     /// Prefix length that IPv4 addresses outside --local-net are aggregated to (32: none).
     #[arg(
         long,
@@ -368,10 +374,13 @@ impl Cli {
                 router_idle_secs: self.exporter_idle.as_secs(),
                 interfaces: self.interfaces || !self.interface_name.is_empty(),
                 interface_names: self.interface_name,
+                // Opened by `main` (a file error is a start-up error, exit 1).
+                asn_db: None,
             },
             flows_out,
             flows_out_buffer: usize::try_from(self.flows_out_buffer).unwrap_or(usize::MAX),
             nat_attribution: self.nat_attribution,
+            asn_db: self.asn_db,
         })
     }
 }

@@ -32,6 +32,7 @@
 //! the scrape handler share a lock (the aggregator's): no input ever waits for a scrape.
 
 pub mod aggregate;
+pub mod asn;
 pub mod capture;
 pub mod cardinality;
 pub mod cli;
@@ -51,6 +52,7 @@ pub mod testkit;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -107,6 +109,8 @@ pub struct Config {
     pub flows_out_buffer: usize,
     /// `--nat-attribution`: flows' destinations after NAT (the decoder applies it).
     pub nat_attribution: bool,
+    /// `--asn-db`: opened by `main` into `aggregator.asn_db`.
+    pub asn_db: Option<PathBuf>,
 }
 
 /// How long in-flight HTTP requests get after shutdown starts (the whole exit must fit in 2 s).
@@ -168,10 +172,17 @@ pub async fn run(
         publisher,
     };
     // Before the address is logged (tests and users act on that line): SIGHUP is handled by then.
+    let mut hangup: Vec<Arc<AtomicBool>> = config
+        .aggregator
+        .asn_db
+        .iter()
+        .map(|(_, reload)| reload.clone())
+        .collect();
     let lines = match inputs.flows_out {
-        Some(output) => Some(start_flows_out(output, &config, &state)?),
+        Some(output) => Some(start_flows_out(output, &config, &state, &mut hangup)?),
         None => None,
     };
+    handle_sighup(hangup)?;
     let addr = inputs.metrics.local_addr()?;
     info!(%addr, "serving metrics on http://{addr}/metrics");
     let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
@@ -245,20 +256,31 @@ fn start_flows_out(
     output: flows_out::Output,
     config: &Config,
     state: &http::AppState,
+    hangup: &mut Vec<Arc<AtomicBool>>,
 ) -> anyhow::Result<flows_out::FlowsOut> {
-    let reopen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reopen = Arc::new(AtomicBool::new(false));
     if matches!(output.destination(), flows_out::Destination::File(_)) {
-        // Installing the handler replaces SIGHUP's default action (terminate).
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("cannot install the SIGHUP handler (--flows-out file reopening)")?;
-        let flag = reopen.clone();
-        tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
+        hangup.push(reopen.clone());
     }
     flows_out::FlowsOut::start(output, config.flows_out_buffer, &state.registry, reopen)
+}
+
+/// SIGHUP sets every flag of `flags` (file reopening, database reload), when there are any:
+/// installing the handler replaces SIGHUP's default action (terminate), which is kept otherwise.
+fn handle_sighup(flags: Vec<Arc<AtomicBool>>) -> anyhow::Result<()> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler (--flows-out file, --asn-db)")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            for flag in &flags {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    Ok(())
 }
 
 /// The decoder every datagram input uses.

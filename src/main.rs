@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let config = match cli.into_config() {
+    let mut config = match cli.into_config() {
         Ok(c) => c,
         Err(msg) => {
             error!("invalid configuration: {msg}");
@@ -53,6 +53,13 @@ fn main() -> ExitCode {
             Some(path) => Some(goflow2_exporter::input::replay::load(path)?),
             None => None,
         };
+        if let Some(path) = &config.asn_db {
+            let db = goflow2_exporter::asn::AsnDb::open(path)?;
+            config.aggregator.asn_db = Some((
+                std::sync::Arc::new(db),
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            ));
+        }
         let flows_out = match &config.flows_out {
             Some(d) => Some(goflow2_exporter::flows_out::Output::open(d.clone())?),
             None => None,

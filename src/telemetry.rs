@@ -27,6 +27,12 @@ pub const FLOWS_BY_SAMPLER: &str = "goflow_flows_by_sampler_total";
 pub const BYTES_BY_SAMPLER: &str = "goflow_bytes_by_sampler_total";
 pub const PACKETS_BY_SAMPLER: &str = "goflow_packets_by_sampler_total";
 pub const SAMPLING_RATE: &str = "goflow_sampling_rate";
+pub const FLOWS_BY_SRC_ASN: &str = "goflow_flows_by_src_asn_total";
+pub const BYTES_BY_SRC_ASN: &str = "goflow_bytes_by_src_asn_total";
+pub const FLOWS_BY_DST_ASN: &str = "goflow_flows_by_dst_asn_total";
+pub const BYTES_BY_DST_ASN: &str = "goflow_bytes_by_dst_asn_total";
+pub const ASN_INFO: &str = "goflow_asn_info";
+pub const ASN_DB_RELOAD_ERRORS: &str = "goflow_asn_db_reload_errors_total";
 pub const FLOWS_BY_INTERFACE: &str = "goflow_flows_by_interface_total";
 pub const BYTES_BY_INTERFACE: &str = "goflow_bytes_by_interface_total";
 pub const PACKETS_BY_INTERFACE: &str = "goflow_packets_by_interface_total";
@@ -62,6 +68,42 @@ enum Kind {
 
 /// Every metric with its kind, unit and HELP text.
 const DESCRIPTIONS: &[(&str, Kind, Option<Unit>, &str)] = &[
+    (
+        FLOWS_BY_SRC_ASN,
+        Kind::Counter,
+        None,
+        "With --asn-db: flows by source AS number (the one the flow carries, else the database's; 0 unknown or private).",
+    ),
+    (
+        BYTES_BY_SRC_ASN,
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "With --asn-db: bytes by source AS number, multiplied by the sampling rate.",
+    ),
+    (
+        FLOWS_BY_DST_ASN,
+        Kind::Counter,
+        None,
+        "With --asn-db: flows by destination AS number (the one the flow carries, else the database's; 0 unknown or private).",
+    ),
+    (
+        BYTES_BY_DST_ASN,
+        Kind::Counter,
+        Some(Unit::Bytes),
+        "With --asn-db: bytes by destination AS number, multiplied by the sampling rate.",
+    ),
+    (
+        ASN_INFO,
+        Kind::Gauge,
+        None,
+        "With --asn-db: 1 per AS number seen, with its organization name (join on asn).",
+    ),
+    (
+        ASN_DB_RELOAD_ERRORS,
+        Kind::Counter,
+        None,
+        "With --asn-db: reloads (SIGHUP) that failed; the database loaded before stays in use.",
+    ),
     (
         FLOWS_BY_INTERFACE,
         Kind::Counter,

@@ -192,6 +192,7 @@ mod tests {
             addresses: AddrPolicy::default(),
             hasher: Default::default(),
             interfaces: false,
+            asn: false,
         }
     }
 

@@ -163,6 +163,8 @@ pub struct FlowPolicy {
     pub hasher: DefaultHashBuilder,
     /// `--interfaces`: count the interface families.
     pub interfaces: bool,
+    /// `--asn-db`: count the ASN tallies.
+    pub asn: bool,
 }
 
 /// Counters of the inputs themselves, published after the flows of the same delta.
@@ -193,6 +195,10 @@ pub struct Delta {
     pub(crate) interface_names: Vec<InterfaceNameFact>,
     pub(crate) by_src: AddrTally,
     pub(crate) by_dst: AddrTally,
+    /// `--asn-db`: per side, the AS number the flow carries (an [`AddrKey::asn`] key) or, when it
+    /// carries none, its address key, which the publisher looks up.
+    pub(crate) asn_src: AddrTally,
+    pub(crate) asn_dst: AddrTally,
     pub(crate) unknown_rate: u64,
     /// (fingerprint of the flow key, index into `active_samplers`) per flow.
     pub(crate) active: Vec<(u64, u32)>,
@@ -233,6 +239,7 @@ impl Delta {
     #[inline]
     pub fn is_large(&self) -> bool {
         self.by_src.logged().max(self.by_dst.logged()) >= SHIP_AT_LOGGED
+            || self.asn_src.logged().max(self.asn_dst.logged()) >= SHIP_AT_LOGGED
             || self.exporters.len().max(self.sampler_slots.len()) >= CACHE_ADDRESSES
     }
 
@@ -305,6 +312,18 @@ impl Delta {
             self.by_src.add(src, policy.hasher.hash_one(src), bytes);
             let dst = policy.addresses.key(flow.dst_addr);
             self.by_dst.add(dst, policy.hasher.hash_one(dst), bytes);
+            if policy.asn {
+                let as_key = |carried: u32, addr: AddrKey| {
+                    if carried != 0 {
+                        AddrKey::asn(carried)
+                    } else {
+                        addr
+                    }
+                };
+                let (s, d) = (as_key(flow.src_as, src), as_key(flow.dst_as, dst));
+                self.asn_src.add(s, policy.hasher.hash_one(s), bytes);
+                self.asn_dst.add(d, policy.hasher.hash_one(d), bytes);
+            }
 
             let Some(index) = index.filter(|_| self.active.len() < DELTA_MAX_ACTIVE_KEYS) else {
                 self.active_dropped += 1;
@@ -449,19 +468,23 @@ impl Delta {
     }
 
     /// What the tables held before they were drained: the size to keep for the next round.
-    pub(crate) fn sizes(&self) -> [usize; 3] {
+    pub(crate) fn sizes(&self) -> [usize; 5] {
         [
             self.by_src.logged(),
             self.by_dst.logged(),
             self.active.len(),
+            self.asn_src.logged(),
+            self.asn_dst.logged(),
         ]
     }
 
     /// Empties the delta for reuse. Tables keep their capacity (no regrowth next round), unless
     /// a burst left one far larger than `sizes` (from `Delta::sizes` before draining) needs.
-    pub fn clear(&mut self, sizes: [usize; 3]) {
+    pub fn clear(&mut self, sizes: [usize; 5]) {
         self.by_src.clear(sizes[0]);
         self.by_dst.clear(sizes[1]);
+        self.asn_src.clear(sizes[3]);
+        self.asn_dst.clear(sizes[4]);
         if self.active.capacity() > 4 * sizes[2].max(1 << 16) {
             self.active = Vec::with_capacity(sizes[2]);
         }

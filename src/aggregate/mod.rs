@@ -14,12 +14,15 @@
 
 pub mod accumulator;
 pub mod active;
+pub mod asn_families;
 pub mod delta;
 pub mod interfaces;
 pub mod publisher;
 pub mod routers;
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 pub use accumulator::{Accumulator, SHIP_EVERY, Shipment};
 pub use delta::{Delta, FlowPolicy};
@@ -52,6 +55,8 @@ pub struct AggregatorConfig {
     pub interfaces: bool,
     /// `--interface-name`: names of interface indices (every router, or one).
     pub interface_names: Vec<interfaces::InterfaceName>,
+    /// `--asn-db`: the database opened at start, and the flag SIGHUP sets to reload it.
+    pub asn_db: Option<(Arc<crate::asn::AsnDb>, Arc<AtomicBool>)>,
 }
 
 impl Default for AggregatorConfig {
@@ -67,6 +72,7 @@ impl Default for AggregatorConfig {
             router_idle_secs: 3600,
             interfaces: false,
             interface_names: Vec::new(),
+            asn_db: None,
         }
     }
 }

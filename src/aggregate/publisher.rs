@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::AggregatorConfig;
 use super::accumulator::{Accumulator, Shipment};
 use super::active::ActiveFlows;
+use super::asn_families::{AsnFamilies, Side};
 use super::delta::{Delta, Direction, FlowPolicy, IfSide, InputCounts};
 use super::interfaces::{Interface, Interfaces};
 use super::routers::{Router, Routers};
@@ -115,6 +116,8 @@ pub struct Aggregator {
     /// Only with `--interfaces` (its `goflow_metric_series` rows too).
     by_interface: Option<Family<(Router, Interface, IfSide), Cell<3>>>,
     interfaces: Interfaces,
+    /// Only with `--asn-db`.
+    asn: Option<AsnFamilies>,
     /// Seconds without traffic before an interface gives up its place (the series TTL).
     interface_ttl_secs: u64,
     unknown_rate: Counter,
@@ -143,6 +146,7 @@ impl Aggregator {
                 addresses: config.addresses,
                 hasher: DefaultHashBuilder::default(),
                 interfaces: config.interfaces,
+                asn: config.asn_db.is_some(),
             },
             by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
             by_protocol: Family::new(
@@ -188,6 +192,9 @@ impl Aggregator {
                 )
             }),
             interfaces: Interfaces::new(&config.interface_names),
+            asn: config
+                .asn_db
+                .map(|(db, reload)| AsnFamilies::new(reg, db, reload, limits)),
             interface_ttl_secs: limits.ttl_secs,
             unknown_rate: reg.counter(t::UNKNOWN_SAMPLING_RATE, &[]),
             active: ActiveFlows::new(
@@ -234,6 +241,23 @@ impl Aggregator {
         self.merge_sampler_types(delta, now);
         self.merge_directions(delta, now);
         self.merge_interfaces(delta, now);
+        if let Some(asn) = &mut self.asn {
+            let (src_other, dst_other) = (delta.asn_src.other, delta.asn_dst.other);
+            asn.merge(
+                &self.registry,
+                Side::Src,
+                delta.asn_src.drain(),
+                src_other,
+                now,
+            );
+            asn.merge(
+                &self.registry,
+                Side::Dst,
+                delta.asn_dst.drain(),
+                dst_other,
+                now,
+            );
+        }
         self.merge_protocols(delta, now);
         merge_addresses(
             &mut self.by_src,
@@ -466,6 +490,9 @@ impl Aggregator {
         }
         if let Some(family) = &mut self.by_interface {
             family.publish(now, rendered, |_, _| {});
+        }
+        if let Some(asn) = &mut self.asn {
+            asn.publish(now, rendered);
         }
         self.interfaces.expire(now, self.interface_ttl_secs);
         self.by_src.publish(now, rendered, |_, _| {});

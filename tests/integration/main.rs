@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real pipes, real TCP scrapes. One test binary, one module
 //! per topic.
 
+mod asn;
 mod cardinality;
 mod collector;
 mod common;
