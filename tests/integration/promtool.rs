@@ -46,7 +46,7 @@ fn promtool_check_metrics_reports_nothing() {
         return;
     }
     let data = std::fs::read(repo_path("testdata/golden.jsonl")).unwrap();
-    // The opt-in families too (issue 12): directions and named interfaces.
+    // The opt-in families too (issue 12): directions, named interfaces and ASNs.
     let mut exporter = Exporter::start(&[
         "--stdin",
         "on",
@@ -56,6 +56,8 @@ fn promtool_check_metrics_reports_nothing() {
         "192.168.88.0/24",
         "--interface-name",
         "1=ether1-wan",
+        "--asn-db",
+        "testdata/asn-test.mmdb",
     ]);
     exporter.feed_and_close(&data);
     exporter.scrape_until(Duration::from_secs(10), |m| {
@@ -66,6 +68,7 @@ fn promtool_check_metrics_reports_nothing() {
         "goflow_bytes_by_src_addr_total",
         "goflow_bytes_by_direction_total",
         "goflow_bytes_by_interface_total",
+        "goflow_bytes_by_src_asn_total",
     ] {
         assert!(body.contains(family), "a full scrape: {family}");
     }
