@@ -462,3 +462,61 @@ fn interface_names_from_options_data_label_the_series() {
     }
     assert!(!m.keys().any(|k| k.contains("from-the-flag")));
 }
+
+/// Directions and interfaces on this project's own fixture with three exporters (softflowd and
+/// pmacct, one sampling 1:4): every family, the new ones included, equals tshark's totals with
+/// the same options, scaled by each exporter's rate; softflowd's interface 0 carries the name its
+/// options data give (tshark's `if_name`).
+#[test]
+fn fixture_directions_and_interfaces_match_tshark() {
+    let has_tshark = Command::new("tshark")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(has_tshark, "tshark (Debian package tshark)") {
+        return;
+    }
+    let pcap = repo_path("testdata/fixtures/mixed-v9-3exporters.pcap");
+    let want = tshark_expected(
+        &pcap,
+        39012,
+        &["--local-net", "192.0.2.0/24", "--interfaces"],
+    );
+    let exporter = Exporter::start(&[
+        "--stdin",
+        "off",
+        "--local-net",
+        "192.0.2.0/24",
+        "--interfaces",
+        "--replay",
+        pcap.to_str().unwrap(),
+    ]);
+    let m = scrape_replayed(&exporter, &pcap);
+    // softflowd (127.0.0.1) names interface 0 "traffic.pcap" (in each of its options records);
+    // pmacct names none.
+    let named: std::collections::BTreeSet<_> = want["options_data_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| Some((r["exporter"].as_str()?, r["if_name_ie82"].as_str()?)))
+        .map(|(e, n)| (e.split(':').next().unwrap().to_string(), n.to_string()))
+        .collect();
+    assert_eq!(
+        named.into_iter().collect::<Vec<_>>(),
+        [("127.0.0.1".to_string(), "traffic.pcap".to_string())]
+    );
+    let mut renamed = want.clone();
+    let interfaces = renamed["sampling"]["scaled_by"]["by_interface"]
+        .as_object_mut()
+        .unwrap();
+    for side in ["in", "out"] {
+        let v = interfaces.remove(&format!("127.0.0.1|0|{side}")).unwrap();
+        interfaces.insert(format!("127.0.0.1|traffic.pcap|{side}"), v);
+    }
+    assert_matches(
+        "mixed-v9-3exporters, directions and interfaces",
+        &m,
+        &renamed,
+        &|a| a.to_string(),
+    );
+}
