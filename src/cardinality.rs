@@ -37,8 +37,6 @@ pub struct AddrKey {
 }
 
 const HOST: u8 = u8::MAX;
-/// The `family` of a key that holds an AS number the flow carried (`--asn-db`'s tallies).
-const AS_NUMBER: u8 = 1;
 
 impl Default for AddrKey {
     fn default() -> Self {
@@ -68,24 +66,7 @@ impl AddrKey {
         }
     }
 
-    /// A key for an AS number the flow carries (the ASN tallies key by it instead of an address).
-    #[inline]
-    pub fn asn(number: u32) -> Self {
-        AddrKey {
-            hi: 0,
-            lo: u64::from(number),
-            family: AS_NUMBER,
-            prefix: HOST,
-        }
-    }
-
-    /// The AS number of a key made by [`AddrKey::asn`].
-    pub fn carried_asn(&self) -> Option<u32> {
-        (self.family == AS_NUMBER).then_some(self.lo as u32)
-    }
-
-    /// The address (a network's first address for an aggregated key); `None` for `unknown` and
-    /// AS number keys.
+    /// The address (a network's first address for an aggregated key); `None` for `unknown`.
     pub fn addr(&self) -> Option<IpAddr> {
         let bits = (u128::from(self.hi) << 64) | u128::from(self.lo);
         match self.family {

@@ -43,6 +43,9 @@ pub const CACHE_ADDRESSES: usize = 512;
 /// [`CACHE_ADDRESSES`], at which a delta is shipped: reached only while the publisher is behind.
 pub const DELTA_MAX_SAMPLERS: usize = 1 << 16;
 
+/// (address, carried AS) keys one delta holds per side for `--asn-db`.
+pub const DELTA_MAX_CARRIED: usize = 1 << 16;
+
 /// Interface names one delta carries; more are dropped (exporters announce a few, rarely).
 pub const DELTA_MAX_NAMES: usize = 1024;
 
@@ -195,10 +198,12 @@ pub struct Delta {
     pub(crate) interface_names: Vec<InterfaceNameFact>,
     pub(crate) by_src: AddrTally,
     pub(crate) by_dst: AddrTally,
-    /// `--asn-db`: per side, the AS number the flow carries (an [`AddrKey::asn`] key) or, when it
-    /// carries none, its address key, which the publisher looks up.
-    pub(crate) asn_src: AddrTally,
-    pub(crate) asn_dst: AddrTally,
+    /// `--asn-db`: per side, the flows that carry an AS number, by (address key, AS number). The
+    /// ASN families take every other flow from the address tallies (each address label set
+    /// knows its AS from the database); these move the carried ones to their own AS. At most
+    /// [`DELTA_MAX_CARRIED`] keys; beyond, a flow counts for its address's AS.
+    pub(crate) carried_src: HashMap<(AddrKey, u32), [u64; 2]>,
+    pub(crate) carried_dst: HashMap<(AddrKey, u32), [u64; 2]>,
     pub(crate) unknown_rate: u64,
     /// (fingerprint of the flow key, index into `active_samplers`) per flow.
     pub(crate) active: Vec<(u64, u32)>,
@@ -239,7 +244,7 @@ impl Delta {
     #[inline]
     pub fn is_large(&self) -> bool {
         self.by_src.logged().max(self.by_dst.logged()) >= SHIP_AT_LOGGED
-            || self.asn_src.logged().max(self.asn_dst.logged()) >= SHIP_AT_LOGGED
+            || self.carried_src.len().max(self.carried_dst.len()) >= CACHE_ADDRESSES
             || self.exporters.len().max(self.sampler_slots.len()) >= CACHE_ADDRESSES
     }
 
@@ -312,17 +317,19 @@ impl Delta {
             self.by_src.add(src, policy.hasher.hash_one(src), bytes);
             let dst = policy.addresses.key(flow.dst_addr);
             self.by_dst.add(dst, policy.hasher.hash_one(dst), bytes);
-            if policy.asn {
-                let as_key = |carried: u32, addr: AddrKey| {
-                    if carried != 0 {
-                        AddrKey::asn(carried)
-                    } else {
-                        addr
+            // Exporters that carry AS numbers are BGP routers; MikroTik never does, and then
+            // this costs one comparison per side.
+            if policy.asn && (flow.src_as | flow.dst_as) != 0 {
+                for (table, key, asn) in [
+                    (&mut self.carried_src, src, flow.src_as),
+                    (&mut self.carried_dst, dst, flow.dst_as),
+                ] {
+                    let full = table.len() >= DELTA_MAX_CARRIED;
+                    if asn == 0 || (full && !table.contains_key(&(key, asn))) {
+                        continue;
                     }
-                };
-                let (s, d) = (as_key(flow.src_as, src), as_key(flow.dst_as, dst));
-                self.asn_src.add(s, policy.hasher.hash_one(s), bytes);
-                self.asn_dst.add(d, policy.hasher.hash_one(d), bytes);
+                    add(table.entry((key, asn)).or_insert([0; 2]), &[1, bytes]);
+                }
             }
 
             let Some(index) = index.filter(|_| self.active.len() < DELTA_MAX_ACTIVE_KEYS) else {
@@ -468,23 +475,23 @@ impl Delta {
     }
 
     /// What the tables held before they were drained: the size to keep for the next round.
-    pub(crate) fn sizes(&self) -> [usize; 5] {
+    pub(crate) fn sizes(&self) -> [usize; 3] {
         [
             self.by_src.logged(),
             self.by_dst.logged(),
             self.active.len(),
-            self.asn_src.logged(),
-            self.asn_dst.logged(),
         ]
     }
 
     /// Empties the delta for reuse. Tables keep their capacity (no regrowth next round), unless
     /// a burst left one far larger than `sizes` (from `Delta::sizes` before draining) needs.
-    pub fn clear(&mut self, sizes: [usize; 5]) {
+    pub fn clear(&mut self, sizes: [usize; 3]) {
         self.by_src.clear(sizes[0]);
         self.by_dst.clear(sizes[1]);
-        self.asn_src.clear(sizes[3]);
-        self.asn_dst.clear(sizes[4]);
+        self.carried_src.clear();
+        self.carried_dst.clear();
+        shrink_if_oversized(&mut self.carried_src, 1024);
+        shrink_if_oversized(&mut self.carried_dst, 1024);
         if self.active.capacity() > 4 * sizes[2].max(1 << 16) {
             self.active = Vec::with_capacity(sizes[2]);
         }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::AggregatorConfig;
 use super::accumulator::{Accumulator, Shipment};
 use super::active::ActiveFlows;
-use super::asn_families::{AsnFamilies, Side};
+use super::asn_families::{AddrCell, AsnFamilies, Side};
 use super::delta::{Delta, Direction, FlowPolicy, IfSide, InputCounts};
 use super::interfaces::{Interface, Interfaces};
 use super::routers::{Router, Routers};
@@ -108,8 +108,8 @@ pub struct Aggregator {
     policy: FlowPolicy,
     by_sampler_type: Family<(Router, FlowType), Cell<3>>,
     by_protocol: Family<Option<u8>, Cell<3>>,
-    by_src: Family<AddrKey, Cell<2>>,
-    by_dst: Family<AddrKey, Cell<2>>,
+    by_src: Family<AddrKey, AddrCell>,
+    by_dst: Family<AddrKey, AddrCell>,
     by_sampler: Family<Router, SamplerCell>,
     /// Only with `--local-net` (its `goflow_metric_series` rows too).
     by_direction: Option<Family<(Router, Direction), Cell<3>>>,
@@ -241,24 +241,8 @@ impl Aggregator {
         self.merge_sampler_types(delta, now);
         self.merge_directions(delta, now);
         self.merge_interfaces(delta, now);
-        if let Some(asn) = &mut self.asn {
-            let (src_other, dst_other) = (delta.asn_src.other, delta.asn_dst.other);
-            asn.merge(
-                &self.registry,
-                Side::Src,
-                delta.asn_src.drain(),
-                src_other,
-                now,
-            );
-            asn.merge(
-                &self.registry,
-                Side::Dst,
-                delta.asn_dst.drain(),
-                dst_other,
-                now,
-            );
-        }
         self.merge_protocols(delta, now);
+        let mut asn = self.asn.as_mut();
         merge_addresses(
             &mut self.by_src,
             &self.registry,
@@ -266,6 +250,7 @@ impl Aggregator {
             delta.by_src.drain(),
             now,
             AddrFamily::Src,
+            asn.as_deref_mut(),
         );
         merge_addresses(
             &mut self.by_dst,
@@ -274,7 +259,19 @@ impl Aggregator {
             delta.by_dst.drain(),
             now,
             AddrFamily::Dst,
+            asn.as_deref_mut(),
         );
+        if let Some(asn) = asn {
+            for (side, table) in [
+                (Side::Src, &mut delta.carried_src),
+                (Side::Dst, &mut delta.carried_dst),
+            ] {
+                for ((key, carried), values) in table.drain() {
+                    asn.carried(side, key, carried, values);
+                }
+            }
+            asn.flush(&self.registry, now);
+        }
         let (routers, samplers) = (&mut self.routers, &delta.active_samplers);
         self.active
             .merge(delta, now, |i| routers.label(samplers[i], now));
@@ -495,8 +492,16 @@ impl Aggregator {
             asn.publish(now, rendered);
         }
         self.interfaces.expire(now, self.interface_ttl_secs);
-        self.by_src.publish(now, rendered, |_, _| {});
-        self.by_dst.publish(now, rendered, |_, _| {});
+        // A reloaded database: every address label set looks its AS up again.
+        let reloaded = self.asn.as_mut().is_some_and(AsnFamilies::reload_if_asked);
+        let asn = self.asn.as_ref();
+        for family in [&mut self.by_src, &mut self.by_dst] {
+            family.publish(now, rendered, |key, cell| {
+                if let (true, Some(asn), Some(_)) = (reloaded, asn, cell.asn) {
+                    cell.asn = Some(asn.db_number(key));
+                }
+            });
+        }
         for family in [&mut self.by_src, &mut self.by_dst] {
             family.shrink();
         }
@@ -511,13 +516,16 @@ enum AddrFamily {
     Dst,
 }
 
+/// Adds a delta's address cells to one address family, and with `--asn-db` each cell's sums to the
+/// AS its label set knows (the `other` label set's cells are looked up through the cache).
 fn merge_addresses(
-    family: &mut Family<AddrKey, Cell<2>>,
+    family: &mut Family<AddrKey, AddrCell>,
     registry: &Registry,
     other: [u64; 2],
     cells: impl Iterator<Item = (AddrKey, [u64; 2])>,
     now: u64,
     which: AddrFamily,
+    mut asn: Option<&mut AsnFamilies>,
 ) {
     let create = |a: &str| {
         let (label, flows, bytes) = match which {
@@ -530,13 +538,44 @@ fn merge_addresses(
             registry.expiring_counter(bytes, &labels),
         ])
     };
+    let side = match which {
+        AddrFamily::Src => Side::Src,
+        AddrFamily::Dst => Side::Dst,
+    };
     for (key, values) in cells {
-        family
-            .slot(key, now, |k| create(&k.label()), || create("other"))
-            .add(values);
+        let lookup = asn.as_deref();
+        let slot = family.slot(
+            key,
+            now,
+            |k| AddrCell {
+                cell: create(&k.label()),
+                asn: lookup.map(|a| a.db_number(k)),
+            },
+            || AddrCell {
+                cell: create("other"),
+                asn: None,
+            },
+        );
+        slot.cell.add(values);
+        if let Some(asn) = asn.as_deref_mut() {
+            let n = match slot.asn {
+                Some(n) => n,
+                None => asn.number(key),
+            };
+            asn.add(side, Some(n), values);
+        }
     }
     if other[0] != 0 {
-        family.other(now, other[0], || create("other")).add(other);
+        family
+            .other(now, other[0], || AddrCell {
+                cell: create("other"),
+                asn: None,
+            })
+            .cell
+            .add(other);
+        if let Some(asn) = asn {
+            asn.add(side, None, other);
+        }
     }
 }
 
