@@ -115,8 +115,15 @@ fn render(f: &Flow) -> String {
     }
     let _ = write!(
         s,
-        r#""src_port":{},"dst_port":{},"in_if":{},"out_if":{},"src_mac":"00:00:00:00:00:00","tcp_flags":{},"as_path":[],"observation_domain_id":{},"layer_stack":["Ethernet","IPv4"]}}"#,
-        f.src_port, f.dst_port, f.in_if, f.out_if, f.tcp_flags, f.observation_domain,
+        r#""src_port":{},"dst_port":{},"in_if":{},"out_if":{},"src_mac":"00:00:00:00:00:00","tcp_flags":{},"src_as":{},"dst_as":{},"as_path":[],"observation_domain_id":{},"layer_stack":["Ethernet","IPv4"]}}"#,
+        f.src_port,
+        f.dst_port,
+        f.in_if,
+        f.out_if,
+        f.tcp_flags,
+        f.src_as,
+        f.dst_as,
+        f.observation_domain,
     );
     s
 }
