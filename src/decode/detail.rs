@@ -6,9 +6,9 @@
 //! The mapping is goflow2 v2.2.6's (`docs/goflow2-flow-lines.md`), including its width rules:
 //! integers of 0 to 8 bytes, truncated to the field's width; the last field of the template wins.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 
-use super::netflow::v5_records;
+use super::netflow::{set_addr, v4_or_v6, v5_records};
 use super::template::{self, DetailPlan, DetailTarget, Kind, Layout, Shape};
 use crate::flow::{Flow, FlowDetail, MPLS_DEPTH};
 
@@ -108,8 +108,8 @@ fn apply(d: &mut FlowDetail, ip_version: &mut Option<u16>, target: DetailTarget,
         D::FlowLabel => d.ipv6_flow_label = n as u32,
         D::FragmentId => d.fragment_id = n as u32,
         D::FragmentOffset => d.fragment_offset = n as u32,
-        D::NextHop => d.next_hop = address(v),
-        D::BgpNextHop => d.bgp_next_hop = address(v),
+        D::NextHop => d.next_hop = v4_or_v6(v),
+        D::BgpNextHop => d.bgp_next_hop = v4_or_v6(v),
         D::SrcMask => d.src_mask = n as u8,
         D::DstMask => d.dst_mask = n as u8,
         D::SrcMac => d.src_mac = mac(n),
@@ -133,19 +133,11 @@ fn apply(d: &mut FlowDetail, ip_version: &mut Option<u16>, target: DetailTarget,
         },
         D::ObservationPointId => d.observation_point_id = n as u32,
         // Addresses: a non-zero value wins over zero, as for the flow's own.
-        D::NatSrc => set_addr(&mut d.post_nat_src, address(v)),
-        D::NatDst => set_addr(&mut d.post_nat_dst, address(v)),
+        D::NatSrc => set_addr(&mut d.post_nat_src, v4_or_v6(v)),
+        D::NatDst => set_addr(&mut d.post_nat_dst, v4_or_v6(v)),
         D::NatSrcPort => d.post_nat_src_port = n as u16,
         D::NatDstPort => d.post_nat_dst_port = n as u16,
-        D::Dst => set_addr(&mut d.exported_dst, address(v)),
-    }
-}
-
-fn set_addr(slot: &mut Option<IpAddr>, new: Option<IpAddr>) {
-    if let Some(new) = new
-        && (slot.is_none() || !new.is_unspecified())
-    {
-        *slot = Some(new);
+        D::Dst => set_addr(&mut d.exported_dst, v4_or_v6(v)),
     }
 }
 
@@ -183,15 +175,6 @@ fn uint(v: &[u8]) -> u64 {
         return 0;
     }
     v.iter().fold(0, |acc, &x| (acc << 8) | u64::from(x))
-}
-
-/// An address field: 4 or 16 bytes; any other length is no address (goflow2 renders `""`).
-fn address(v: &[u8]) -> Option<IpAddr> {
-    match v.len() {
-        4 => Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
-        16 => Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
-        _ => None,
-    }
 }
 
 /// A MAC from its integer value: the low 6 bytes.

@@ -1085,7 +1085,7 @@ fn attribute(f: &mut Flow, nat_dst: Option<IpAddr>) {
 }
 
 /// Sets `slot` unless it already holds a non-zero address and `new` is zero.
-fn set_addr(slot: &mut Option<IpAddr>, new: Option<IpAddr>) {
+pub(crate) fn set_addr(slot: &mut Option<IpAddr>, new: Option<IpAddr>) {
     if let Some(new) = new
         && (slot.is_none() || !new.is_unspecified())
     {
@@ -1122,7 +1122,7 @@ fn v4(v: &[u8]) -> Option<IpAddr> {
 
 /// An address IE whose family is given by its length (the post-NAT IEs of both families share
 /// one target).
-fn v4_or_v6(v: &[u8]) -> Option<IpAddr> {
+pub(crate) fn v4_or_v6(v: &[u8]) -> Option<IpAddr> {
     v4(v).or_else(|| v6(v))
 }
 

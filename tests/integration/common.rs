@@ -19,6 +19,14 @@ pub fn strict() -> bool {
     std::env::var_os("GOFLOW2_EXPORTER_STRICT_TESTS").is_some_and(|v| v == "1")
 }
 
+/// Whether the tool `name` runs (`name --version` succeeds).
+pub fn has_tool(name: &str) -> bool {
+    Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Skips (returns `false` after a notice) or, in strict mode, fails when `what` is unavailable.
 pub fn available(ok: bool, what: &str) -> bool {
     if !ok {

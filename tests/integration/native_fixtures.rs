@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use goflow2_exporter::capture::read_datagrams;
@@ -18,7 +17,8 @@ use goflow2_exporter::names::protocol_name;
 use serde_json::Value;
 
 use crate::common::{
-    Exporter, MetricMap, available, family, repo_path, scrape_replayed, shared_dir, tshark_expected,
+    Exporter, MetricMap, available, family, has_tool, repo_path, scrape_replayed, shared_dir,
+    tshark_expected,
 };
 
 /// Sum of a family's series.
@@ -270,11 +270,7 @@ fn shared_captures_match_tshark_totals() {
         available(false, "../shared (captures)");
         return;
     };
-    let has_tshark = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available(has_tshark, "tshark (Debian package tshark)") {
+    if !available(has_tool("tshark"), "tshark (Debian package tshark)") {
         return;
     }
     let mut list: Vec<PathBuf> = std::fs::read_dir(shared.join("captures"))
@@ -348,11 +344,7 @@ fn routeros_ipfix_capture() -> Option<PathBuf> {
         available(false, "../shared (captures)");
         return None;
     };
-    let has_tshark = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available(has_tshark, "tshark (Debian package tshark)") {
+    if !available(has_tool("tshark"), "tshark (Debian package tshark)") {
         return None;
     }
     Some(shared.join("captures/mikrotik-ros6.39.2-ipfix-t258-t259.pcap"))
@@ -469,11 +461,7 @@ fn interface_names_from_options_data_label_the_series() {
 /// options data give (tshark's `if_name`).
 #[test]
 fn fixture_directions_and_interfaces_match_tshark() {
-    let has_tshark = Command::new("tshark")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !available(has_tshark, "tshark (Debian package tshark)") {
+    if !available(has_tool("tshark"), "tshark (Debian package tshark)") {
         return;
     }
     let pcap = repo_path("testdata/fixtures/mixed-v9-3exporters.pcap");

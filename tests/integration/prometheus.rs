@@ -20,7 +20,7 @@ use goflow2_exporter::capture::read_datagrams;
 use goflow2_exporter::names::protocol_name;
 use serde_json::Value;
 
-use crate::common::{Exporter, MetricMap, available, family, repo_path, tshark_expected};
+use crate::common::{Exporter, MetricMap, available, family, has_tool, repo_path, tshark_expected};
 
 const FIXTURE: &str = "testdata/fixtures/mixed-v9-3exporters.pcap";
 const EXPECTED: &str = "testdata/fixtures/mixed-v9-3exporters.expected.json";
@@ -33,13 +33,6 @@ const BURSTS: u32 = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Tools, temporary directories, HTTP
-
-fn has_tool(name: &str) -> bool {
-    Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// A plain HTTP/1.0 GET that returns `None` when the server is not there (yet).
 fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
@@ -863,7 +856,8 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
     if !available(
         has_tool("prometheus"),
         "prometheus (Debian package prometheus)",
-    ) {
+    ) || !available(has_tool("tshark"), "tshark (Debian package tshark)")
+    {
         return;
     }
     let test_start = Instant::now();

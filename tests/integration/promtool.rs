@@ -6,14 +6,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Exporter, MetricMap, available, parse_exposition, repo_path};
+use crate::common::{Exporter, MetricMap, available, has_tool, parse_exposition, repo_path};
 
 fn has_promtool() -> bool {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    available(found, "promtool (Debian package prometheus)")
+    available(has_tool("promtool"), "promtool (Debian package prometheus)")
 }
 
 /// Runs `promtool check metrics` on `body`: its success and everything it printed.
