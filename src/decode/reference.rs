@@ -753,7 +753,9 @@ impl RecordBuilder {
         }
     }
 
-    /// Flow start and end, Unix ns (`../shared/docs/netflow-facts.md` §4).
+    /// Flow start and end, Unix ns. Absolute IEs (150-157) win; else v9 subtracts the switch
+    /// (IE 22/21) from the header's uptime and export time; IPFIX adds them to the
+    /// boot time (IE 160, in the record or from options data); else the export time.
     fn times(&self, ctx: &RecordContext, scope: &ScopeState) -> (u64, u64) {
         let export = ms_to_ns(ctx.export_ms);
         if let (Some(start), Some(end)) = (self.abs_start_ms, self.abs_end_ms) {
