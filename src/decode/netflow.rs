@@ -681,7 +681,7 @@ struct TimeFacts {
 
 impl TimeFacts {
     /// Flow start and end, Unix ns. Absolute IEs (150-157) win; else v9 subtracts the switch
-    /// (IE 22/21) from the header's uptime and export time; IPFIX adds them to the
+    /// times (IE 22/21) from the header's uptime and export time, and IPFIX adds them to the
     /// boot time (IE 160, in the record or from options data); else the export time.
     fn times(&self, msg: &Message, sampling: &Sampling) -> (u64, u64) {
         if let (Some(start), Some(end)) = (self.abs_start_ms, self.abs_end_ms) {
