@@ -44,6 +44,7 @@ pub mod input;
 pub mod memory;
 pub mod names;
 pub mod sampling;
+mod sync;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_shared;

@@ -13,6 +13,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
 
+use crate::sync::lock;
+
 pub const FLOWS: &str = "goflow_flows_total";
 pub const BYTES: &str = "goflow_bytes_total";
 pub const PACKETS: &str = "goflow_packets_total";
@@ -443,10 +445,6 @@ impl Registry {
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

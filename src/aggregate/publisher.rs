@@ -31,6 +31,7 @@ use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Published, Slot};
 use crate::flow::{Flow, FlowType};
 use crate::input::ParseErrors;
 use crate::names::protocol_name;
+use crate::sync::lock;
 use crate::telemetry::{self as t, Registry};
 
 /// Per-sampler state: the family's cell plus the rate last applied and the active-flows gauge.
@@ -625,9 +626,7 @@ impl Publisher {
     }
 
     fn aggregator(&self) -> MutexGuard<'_, Aggregator> {
-        // A panic while holding the lock cannot leave counters in a state worth refusing (they
-        // only grow), so a poisoned lock is taken over rather than propagated.
-        self.aggregator.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.aggregator)
     }
 
     fn merge(&self, shipment: Shipment) {
@@ -687,7 +686,7 @@ impl Publisher {
     /// The publisher thread: merges deltas as they arrive and calls `tick` every
     /// [`PUBLISH_EVERY`], until `shutdown`.
     pub fn run(&self, shutdown: &CancellationToken, mut tick: impl FnMut()) {
-        let inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let inbox = lock(&self.inbox);
         let mut next_tick = Instant::now() + PUBLISH_EVERY;
         while !shutdown.is_cancelled() {
             // Short waits, so shutdown is noticed promptly.
