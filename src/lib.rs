@@ -50,6 +50,7 @@ pub mod telemetry;
 pub(crate) mod test_shared;
 #[doc(hidden)]
 pub mod testkit;
+mod warn_limit;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
