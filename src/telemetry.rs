@@ -60,6 +60,12 @@ pub const STDIN_BYTES: &str = "goflow_stdin_bytes_total";
 pub const FLOWS_OUT_LINES: &str = "goflow_flows_out_lines_total";
 pub const FLOWS_OUT_DROPPED: &str = "goflow_flows_out_dropped_total";
 
+/// The counters of a family of three, in the order of its cells: flows, bytes, packets.
+pub const BY_PROTOCOL: [&str; 3] = [FLOWS_BY_PROTOCOL, BYTES_BY_PROTOCOL, PACKETS_BY_PROTOCOL];
+pub const BY_SAMPLER: [&str; 3] = [FLOWS_BY_SAMPLER, BYTES_BY_SAMPLER, PACKETS_BY_SAMPLER];
+pub const BY_DIRECTION: [&str; 3] = [FLOWS_BY_DIRECTION, BYTES_BY_DIRECTION, PACKETS_BY_DIRECTION];
+pub const BY_INTERFACE: [&str; 3] = [FLOWS_BY_INTERFACE, BYTES_BY_INTERFACE, PACKETS_BY_INTERFACE];
+
 /// Label value for an absent address or sampler.
 pub const UNKNOWN: &str = "unknown";
 

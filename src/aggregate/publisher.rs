@@ -72,6 +72,20 @@ struct InputCounters {
 }
 
 impl InputCounters {
+    fn new(reg: &Registry) -> Self {
+        InputCounters {
+            pending: InputCounts::default(),
+            errors_pending: Default::default(),
+            errors: ParseErrors::new(reg),
+            stdin_lines: reg.counter(t::STDIN_LINES, &[]),
+            stdin_bytes: reg.counter(t::STDIN_BYTES, &[]),
+            replay_datagrams: reg.counter(t::REPLAY_DATAGRAMS, &[]),
+            rejected: reg.counter(t::EXPORTER_REJECTED, &[]),
+            receive_gap_max_ns: 0,
+            receive_gap: reg.gauge(t::UDP_RECEIVE_GAP_MAX, &[]),
+        }
+    }
+
     fn merge(&mut self, delta: &Delta) {
         let (p, d) = (&mut self.pending, &delta.inputs);
         p.stdin_lines += d.stdin_lines;
@@ -150,48 +164,14 @@ impl Aggregator {
                 asn: config.asn_db.is_some(),
             },
             by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
-            by_protocol: Family::new(
-                reg,
-                &[
-                    t::FLOWS_BY_PROTOCOL,
-                    t::BYTES_BY_PROTOCOL,
-                    t::PACKETS_BY_PROTOCOL,
-                ],
-                protocols,
-            ),
+            by_protocol: Family::new(reg, &t::BY_PROTOCOL, protocols),
             by_src: Family::new(reg, &[t::FLOWS_BY_SRC_ADDR, t::BYTES_BY_SRC_ADDR], limits),
             by_dst: Family::new(reg, &[t::FLOWS_BY_DST_ADDR, t::BYTES_BY_DST_ADDR], limits),
-            by_sampler: Family::new(
-                reg,
-                &[
-                    t::FLOWS_BY_SAMPLER,
-                    t::BYTES_BY_SAMPLER,
-                    t::PACKETS_BY_SAMPLER,
-                ],
-                limits,
-            ),
-            by_direction: directions.then(|| {
-                Family::new(
-                    reg,
-                    &[
-                        t::FLOWS_BY_DIRECTION,
-                        t::BYTES_BY_DIRECTION,
-                        t::PACKETS_BY_DIRECTION,
-                    ],
-                    limits,
-                )
-            }),
-            by_interface: config.interfaces.then(|| {
-                Family::new(
-                    reg,
-                    &[
-                        t::FLOWS_BY_INTERFACE,
-                        t::BYTES_BY_INTERFACE,
-                        t::PACKETS_BY_INTERFACE,
-                    ],
-                    limits,
-                )
-            }),
+            by_sampler: Family::new(reg, &t::BY_SAMPLER, limits),
+            by_direction: directions.then(|| Family::new(reg, &t::BY_DIRECTION, limits)),
+            by_interface: config
+                .interfaces
+                .then(|| Family::new(reg, &t::BY_INTERFACE, limits)),
             interfaces: Interfaces::new(&config.interface_names),
             asn: config
                 .asn_db
@@ -204,17 +184,7 @@ impl Aggregator {
                 reg.counter(t::ACTIVE_FLOWS_OVERFLOW, &[]),
             ),
             routers: Routers::new(config.max_exporter_series, config.router_idle_secs),
-            inputs: InputCounters {
-                pending: InputCounts::default(),
-                errors_pending: Default::default(),
-                errors: ParseErrors::new(reg),
-                stdin_lines: reg.counter(t::STDIN_LINES, &[]),
-                stdin_bytes: reg.counter(t::STDIN_BYTES, &[]),
-                replay_datagrams: reg.counter(t::REPLAY_DATAGRAMS, &[]),
-                rejected: reg.counter(t::EXPORTER_REJECTED, &[]),
-                receive_gap_max_ns: 0,
-                receive_gap: reg.gauge(t::UDP_RECEIVE_GAP_MAX, &[]),
-            },
+            inputs: InputCounters::new(reg),
             scratch: Box::new(Delta::new()),
             rendered: 0,
             registry,
