@@ -163,10 +163,10 @@ impl Aggregator {
                 interfaces: config.interfaces,
                 asn: config.asn_db.is_some(),
             },
-            by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
+            by_sampler_type: Family::new(reg, &t::BY_SAMPLER_TYPE, limits),
             by_protocol: Family::new(reg, &t::BY_PROTOCOL, protocols),
-            by_src: Family::new(reg, &[t::FLOWS_BY_SRC_ADDR, t::BYTES_BY_SRC_ADDR], limits),
-            by_dst: Family::new(reg, &[t::FLOWS_BY_DST_ADDR, t::BYTES_BY_DST_ADDR], limits),
+            by_src: Family::new(reg, &t::BY_SRC_ADDR, limits),
+            by_dst: Family::new(reg, &t::BY_DST_ADDR, limits),
             by_sampler: Family::new(reg, &t::BY_SAMPLER, limits),
             by_direction: directions.then(|| Family::new(reg, &t::BY_DIRECTION, limits)),
             by_interface: config
@@ -294,12 +294,11 @@ impl Aggregator {
     ) {
         let reg = &*self.registry;
         let create = |s: &str, ty: &str| {
-            let labels = [("sampler_address", s), ("flow_type", ty)];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS, &labels),
-                reg.expiring_counter(t::BYTES, &labels),
-                reg.expiring_counter(t::PACKETS, &labels),
-            ])
+            Cell::register(
+                reg,
+                &t::BY_SAMPLER_TYPE,
+                &[("sampler_address", s), ("flow_type", ty)],
+            )
         };
         self.by_sampler_type
             .slot(
@@ -312,11 +311,7 @@ impl Aggregator {
         let create = |s: &str| {
             let labels = [("sampler_address", s)];
             SamplerCell {
-                cell: Cell::new([
-                    reg.expiring_counter(t::FLOWS_BY_SAMPLER, &labels),
-                    reg.expiring_counter(t::BYTES_BY_SAMPLER, &labels),
-                    reg.expiring_counter(t::PACKETS_BY_SAMPLER, &labels),
-                ]),
+                cell: Cell::register(reg, &t::BY_SAMPLER, &labels),
                 last_rate: 0,
                 rate_gauge: reg.expiring_gauge(t::SAMPLING_RATE, &labels),
                 active_gauge: reg.expiring_gauge(t::ACTIVE_FLOWS, &labels),
@@ -337,12 +332,11 @@ impl Aggregator {
         };
         let reg = &*self.registry;
         let create = |s: &str, d: &str| {
-            let labels = [("sampler_address", s), ("direction", d)];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS_BY_DIRECTION, &labels),
-                reg.expiring_counter(t::BYTES_BY_DIRECTION, &labels),
-                reg.expiring_counter(t::PACKETS_BY_DIRECTION, &labels),
-            ])
+            Cell::register(
+                reg,
+                &t::BY_DIRECTION,
+                &[("sampler_address", s), ("direction", d)],
+            )
         };
         let routers = &mut self.routers;
         let cells = delta
@@ -379,11 +373,7 @@ impl Aggregator {
                 ("interface", i),
                 ("direction", side),
             ];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS_BY_INTERFACE, &labels),
-                reg.expiring_counter(t::BYTES_BY_INTERFACE, &labels),
-                reg.expiring_counter(t::PACKETS_BY_INTERFACE, &labels),
-            ])
+            Cell::register(reg, &t::BY_INTERFACE, &labels)
         };
         let overflow = [IfSide::In, IfSide::Out]
             .into_iter()
@@ -418,14 +408,7 @@ impl Aggregator {
 
     fn merge_protocols(&mut self, delta: &Delta, now: u64) {
         let reg = &*self.registry;
-        let create = |p: &str| {
-            let labels = [("protocol", p)];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS_BY_PROTOCOL, &labels),
-                reg.expiring_counter(t::BYTES_BY_PROTOCOL, &labels),
-                reg.expiring_counter(t::PACKETS_BY_PROTOCOL, &labels),
-            ])
-        };
+        let create = |p: &str| Cell::register(reg, &t::BY_PROTOCOL, &[("protocol", p)]);
         for (i, values) in delta.by_protocol.iter().enumerate() {
             if values[0] == 0 {
                 continue;
@@ -498,17 +481,11 @@ fn merge_addresses(
     which: AddrFamily,
     mut asn: Option<&mut AsnFamilies>,
 ) {
-    let create = |a: &str| {
-        let (label, flows, bytes) = match which {
-            AddrFamily::Src => ("src_addr", t::FLOWS_BY_SRC_ADDR, t::BYTES_BY_SRC_ADDR),
-            AddrFamily::Dst => ("dst_addr", t::FLOWS_BY_DST_ADDR, t::BYTES_BY_DST_ADDR),
-        };
-        let labels = [(label, a)];
-        Cell::new([
-            registry.expiring_counter(flows, &labels),
-            registry.expiring_counter(bytes, &labels),
-        ])
+    let (label, names) = match which {
+        AddrFamily::Src => ("src_addr", t::BY_SRC_ADDR),
+        AddrFamily::Dst => ("dst_addr", t::BY_DST_ADDR),
     };
+    let create = |a: &str| Cell::register(registry, &names, &[(label, a)]);
     let side = match which {
         AddrFamily::Src => Side::Src,
         AddrFamily::Dst => Side::Dst,
