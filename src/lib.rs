@@ -22,9 +22,11 @@
 //! ```
 //!
 //! Around it: [`cli`] turns flags into a [`Config`], [`sampling`] holds the rate rule, [`names`]
-//! goflow2's protocol names, [`cardinality`] the series caps and expiry. [`run`] wires the pieces
-//! together and owns shutdown: one [`CancellationToken`] that SIGINT/SIGTERM (in `main`) or the end
-//! of stdin (with `--exit-on-eof`) cancels.
+//! goflow2's protocol names, [`cardinality`] the series caps and expiry, `sync` the one rule for
+//! the few mutexes (a poisoned lock is taken over), `warn_limit` the one limiter of the warnings
+//! that can repeat at packet rate. [`run`] wires the pieces together, as named steps, and owns
+//! shutdown: one [`CancellationToken`] that SIGINT/SIGTERM (in `main`) or the end of stdin (with
+//! `--exit-on-eof`) cancels.
 //!
 //! Threads and what they own: each UDP socket thread owns its decoder and its accumulator; the
 //! stdin and replay threads likewise; the publisher thread owns merging and the periodic publish;
