@@ -169,73 +169,94 @@ fn main() {
         config.series_ttl_secs,
     ))));
     let publisher = Arc::new(Publisher::new(registry.clone(), config, Clock::default()));
-    let mut addrs = Addrs { state: 42, low };
+    let addrs = Addrs { state: 42, low };
 
     let start = Instant::now();
     let decoded = match path.as_str() {
-        "native" => {
-            let mut pipeline = DatagramPipeline::new(
-                Arc::new(|| Box::new(NetflowDecoder::new(DecoderLimits::default()))),
-                PipelineConfig {
-                    allowed_exporters: Vec::new(),
-                    exporter_idle: std::time::Duration::from_secs(3600),
-                },
-                publisher.accumulator(),
-            );
-            let exporter: SocketAddr = "192.0.2.1:40000".parse().unwrap();
-            pipeline.handle(exporter, &templates(), 0);
-            let mut body = Vec::with_capacity(2048);
-            let mut decoded = 0u64;
-            let mut i = 0u64;
-            let mut last_publish = Instant::now();
-            while decoded < flows {
-                let d = data(&mut addrs, i % 2 == 1, &mut body);
-                decoded += pipeline.handle(exporter, &d, 0).flows as u64;
-                i += 1;
-                if i.is_multiple_of(32) {
-                    // One thread does it all, so the figure is per core: what the socket thread
-                    // does per receive batch, then the publisher's merge, inline.
-                    let now = Instant::now();
-                    if pipeline.accumulator().due(now) {
-                        pipeline.accumulator().try_ship(now);
-                        publisher.drain();
-                    }
-                    if last_publish.elapsed().as_secs() >= 1 {
-                        publisher.publish();
-                        last_publish = Instant::now();
-                    }
-                }
-            }
-            pipeline.accumulator().ship();
-            decoded
-        }
-        "stdin" => {
-            let reader = BufReader::with_capacity(
-                256 * 1024,
-                JsonLines {
-                    addrs: Addrs { state: 42, low },
-                    left: flows,
-                    line: Vec::new(),
-                    pos: 0,
-                },
-            );
-            // The publisher thread merges as the stdin thread ships, as in the exporter.
-            let shutdown = tokio_util::sync::CancellationToken::new();
-            let thread = {
-                let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
-                std::thread::spawn(move || publisher.run(&shutdown, || publisher.publish()))
-            };
-            let mut accumulator = publisher.accumulator();
-            let summary = stdin::run(reader, 1 << 20, &mut accumulator).unwrap();
-            shutdown.cancel();
-            thread.join().unwrap();
-            assert_eq!(summary.errors, 0);
-            summary.flows
-        }
+        "native" => flood_native(&publisher, addrs, flows),
+        "stdin" => flood_stdin(&publisher, addrs, flows),
         other => panic!("unknown path {other:?}: native or stdin"),
     };
     let secs = start.elapsed().as_secs_f64();
+    let case = if low {
+        "low-cardinality"
+    } else {
+        "random-addresses"
+    };
+    report(
+        &format!("{path} {case}"),
+        decoded,
+        secs,
+        &publisher,
+        &registry,
+    );
+}
 
+/// IPFIX datagrams through a `DatagramPipeline` until `flows` are decoded; returns how many were.
+fn flood_native(publisher: &Publisher, mut addrs: Addrs, flows: u64) -> u64 {
+    let mut pipeline = DatagramPipeline::new(
+        Arc::new(|| Box::new(NetflowDecoder::new(DecoderLimits::default()))),
+        PipelineConfig {
+            allowed_exporters: Vec::new(),
+            exporter_idle: std::time::Duration::from_secs(3600),
+        },
+        publisher.accumulator(),
+    );
+    let exporter: SocketAddr = "192.0.2.1:40000".parse().unwrap();
+    pipeline.handle(exporter, &templates(), 0);
+    let mut body = Vec::with_capacity(2048);
+    let mut decoded = 0u64;
+    let mut i = 0u64;
+    let mut last_publish = Instant::now();
+    while decoded < flows {
+        let d = data(&mut addrs, i % 2 == 1, &mut body);
+        decoded += pipeline.handle(exporter, &d, 0).flows as u64;
+        i += 1;
+        if i.is_multiple_of(32) {
+            // One thread does it all, so the figure is per core: what the socket thread
+            // does per receive batch, then the publisher's merge, inline.
+            let now = Instant::now();
+            if pipeline.accumulator().due(now) {
+                pipeline.accumulator().try_ship(now);
+                publisher.drain();
+            }
+            if last_publish.elapsed().as_secs() >= 1 {
+                publisher.publish();
+                last_publish = Instant::now();
+            }
+        }
+    }
+    pipeline.accumulator().ship();
+    decoded
+}
+
+/// `flows` JSON lines through `input::stdin::run`; returns the flows it counted.
+fn flood_stdin(publisher: &Arc<Publisher>, addrs: Addrs, flows: u64) -> u64 {
+    let reader = BufReader::with_capacity(
+        256 * 1024,
+        JsonLines {
+            addrs,
+            left: flows,
+            line: Vec::new(),
+            pos: 0,
+        },
+    );
+    // The publisher thread merges as the stdin thread ships, as in the exporter.
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let thread = {
+        let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
+        std::thread::spawn(move || publisher.run(&shutdown, || publisher.publish()))
+    };
+    let mut accumulator = publisher.accumulator();
+    let summary = stdin::run(reader, 1 << 20, &mut accumulator).unwrap();
+    shutdown.cancel();
+    thread.join().unwrap();
+    assert_eq!(summary.errors, 0);
+    summary.flows
+}
+
+/// Times one scrape (publish + render) and prints the case's figures.
+fn report(case: &str, decoded: u64, secs: f64, publisher: &Publisher, registry: &Registry) {
     let scrape = Instant::now();
     publisher.publish();
     let body = registry.render();
@@ -245,12 +266,7 @@ fn main() {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .count();
     println!(
-        "{path} {} flows={decoded} time={secs:.2}s rate={:.0} flows/s series={series} body={:.1}MiB scrape={:.3}s peak_rss={:.0}MiB",
-        if low {
-            "low-cardinality"
-        } else {
-            "random-addresses"
-        },
+        "{case} flows={decoded} time={secs:.2}s rate={:.0} flows/s series={series} body={:.1}MiB scrape={:.3}s peak_rss={:.0}MiB",
         decoded as f64 / secs,
         body.len() as f64 / 1048576.0,
         scrape_secs,

@@ -40,12 +40,7 @@ fn main() {
         .collect();
     let lines = args.first().copied().unwrap_or(1_000_000);
     let hosts = args.get(1).copied().unwrap_or(1_000);
-    let mut input = String::new();
-    for i in 0..lines {
-        input.push_str(&line(i, hosts));
-        input.push('\n');
-    }
-    let input = input.into_bytes();
+    let input = input(lines, hosts);
     let argv: Vec<String> = std::env::args().collect();
     if let Some(i) = argv.iter().position(|a| a == "--dump") {
         let path = argv.get(i + 1).expect("--dump FILE");
@@ -60,32 +55,7 @@ fn main() {
     );
     let mut best = f64::MAX;
     for run in 1..=5 {
-        let registry = Arc::new(Registry::new(None));
-        let publisher = Arc::new(Publisher::new(
-            registry.clone(),
-            AggregatorConfig::default(),
-            Clock::default(),
-        ));
-        // The publisher thread merges what the stdin thread ships, as in the exporter.
-        let shutdown = CancellationToken::new();
-        let thread = {
-            let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
-            std::thread::spawn(move || publisher.run(&shutdown, || publisher.publish()))
-        };
-        let mut accumulator = publisher.accumulator();
-        let start = Instant::now();
-        let summary = stdin::run(
-            BufReader::with_capacity(256 * 1024, &input[..]),
-            1 << 20,
-            &mut accumulator,
-        )
-        .unwrap();
-        shutdown.cancel();
-        thread.join().unwrap();
-        publisher.publish();
-        let secs = start.elapsed().as_secs_f64();
-        assert_eq!(summary.flows, lines);
-        assert_eq!(summary.errors, 0);
+        let secs = read_all(&input, lines);
         println!(
             "run {run}: {:.3} s, {:.0} lines/s, {:.0} MB/s",
             secs,
@@ -99,4 +69,46 @@ fn main() {
         lines as f64 / best,
         input.len() as f64 / best / 1e6
     );
+}
+
+/// `lines` lines over `hosts` source hosts, each ended by `\n`.
+fn input(lines: u64, hosts: u64) -> Vec<u8> {
+    let mut input = String::new();
+    for i in 0..lines {
+        input.push_str(&line(i, hosts));
+        input.push('\n');
+    }
+    input.into_bytes()
+}
+
+/// One run: `input` through `input::stdin::run` into a fresh publisher, then a publish; returns
+/// the seconds it took.
+fn read_all(input: &[u8], lines: u64) -> f64 {
+    let registry = Arc::new(Registry::new(None));
+    let publisher = Arc::new(Publisher::new(
+        registry.clone(),
+        AggregatorConfig::default(),
+        Clock::default(),
+    ));
+    // The publisher thread merges what the stdin thread ships, as in the exporter.
+    let shutdown = CancellationToken::new();
+    let thread = {
+        let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
+        std::thread::spawn(move || publisher.run(&shutdown, || publisher.publish()))
+    };
+    let mut accumulator = publisher.accumulator();
+    let start = Instant::now();
+    let summary = stdin::run(
+        BufReader::with_capacity(256 * 1024, input),
+        1 << 20,
+        &mut accumulator,
+    )
+    .unwrap();
+    shutdown.cancel();
+    thread.join().unwrap();
+    publisher.publish();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(summary.flows, lines);
+    assert_eq!(summary.errors, 0);
+    secs
 }

@@ -179,6 +179,16 @@ impl<const N: usize> Cell<N> {
         }
     }
 
+    /// A cell of the counters `names` (flows, bytes[, packets]) of one label set, registered as
+    /// expiring series: what every family makes when it admits a new label set.
+    pub fn register(
+        registry: &Registry,
+        names: &[&'static str; N],
+        labels: &[(&'static str, &str)],
+    ) -> Self {
+        Cell::new(names.map(|name| registry.expiring_counter(name, labels)))
+    }
+
     #[inline]
     pub fn add(&mut self, values: [u64; N]) {
         for (p, v) in self.pending.iter_mut().zip(values) {

@@ -312,25 +312,22 @@ fn parse_window(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-impl Cli {
-    /// Validates the flags into a [`Config`]. The error is a sentence for the user.
-    pub fn into_config(self) -> Result<Config, String> {
-        let read_stdin = match self.stdin {
+impl StdinMode {
+    /// Whether stdin is read: `auto` reads it when it is not a terminal.
+    fn reads_stdin(self) -> bool {
+        match self {
             StdinMode::On => true,
             StdinMode::Off => false,
             StdinMode::Auto => !std::io::stdin().is_terminal(),
-        };
-        // Never fight goflow2 for its port: the default listener only when nothing else is read.
-        let listen = if self.listen.is_empty() && !read_stdin && self.replay.is_none() {
-            vec![ListenSpec {
-                addr: SocketAddr::from(([0, 0, 0, 0], 2055)),
-                count: 1,
-                reuse_port: false,
-            }]
-        } else {
-            self.listen
-        };
-        let max_exporters = usize::try_from(self.max_exporters).unwrap_or(usize::MAX);
+        }
+    }
+}
+
+impl Cli {
+    /// Validates the flags into a [`Config`]. The error is a sentence for the user.
+    pub fn into_config(mut self) -> Result<Config, String> {
+        let read_stdin = self.stdin.reads_stdin();
+        let listen = self.listen_or_default(read_stdin);
         let flows_out = self.flows_out.as_deref().map(Destination::parse);
         if flows_out.is_some() && listen.is_empty() && self.replay.is_none() {
             return Err(
@@ -339,6 +336,8 @@ impl Cli {
                     .into(),
             );
         }
+        let aggregator = self.aggregator_config();
+        let max_exporters = self.max_exporters();
         Ok(Config {
             read_stdin,
             listen,
@@ -355,33 +354,57 @@ impl Cli {
             metrics_addr: self.metrics_addr,
             exit_on_eof: self.exit_on_eof,
             max_line_bytes: self.max_line_bytes,
-            aggregator: AggregatorConfig {
-                sampling: SamplingPolicy::new(
-                    self.sampling_rate_default,
-                    self.sampling_rate_override,
-                ),
-                active_window_secs: self.active_window.as_secs(),
-                active_max_keys: self.active_flows_max,
-                addresses: AddrPolicy::new(
-                    self.local_net.into_iter().map(|n| n.trunc()).collect(),
-                    self.remote_prefix_v4,
-                    self.remote_prefix_v6,
-                ),
-                max_series_per_metric: usize::try_from(self.max_series_per_metric)
-                    .unwrap_or(usize::MAX),
-                series_ttl_secs: self.series_ttl.as_secs(),
-                max_exporter_series: max_exporters,
-                router_idle_secs: self.exporter_idle.as_secs(),
-                interfaces: self.interfaces || !self.interface_name.is_empty(),
-                interface_names: self.interface_name,
-                // Opened by `main` (a file error is a start-up error, exit 1).
-                asn_db: None,
-            },
+            aggregator,
             flows_out,
             flows_out_buffer: usize::try_from(self.flows_out_buffer).unwrap_or(usize::MAX),
             nat_attribution: self.nat_attribution,
             asn_db: self.asn_db,
         })
+    }
+
+    /// The `--listen` listeners. Never fight goflow2 for its port: the default listener only
+    /// when nothing else is read.
+    fn listen_or_default(&mut self, read_stdin: bool) -> Vec<ListenSpec> {
+        if self.listen.is_empty() && !read_stdin && self.replay.is_none() {
+            vec![ListenSpec {
+                addr: SocketAddr::from(([0, 0, 0, 0], 2055)),
+                count: 1,
+                reuse_port: false,
+            }]
+        } else {
+            std::mem::take(&mut self.listen)
+        }
+    }
+
+    fn max_exporters(&self) -> usize {
+        usize::try_from(self.max_exporters).unwrap_or(usize::MAX)
+    }
+
+    /// The aggregation flags: sampling, active flows, addresses, series caps, interfaces.
+    fn aggregator_config(&mut self) -> AggregatorConfig {
+        let interface_names = std::mem::take(&mut self.interface_name);
+        AggregatorConfig {
+            sampling: SamplingPolicy::new(
+                self.sampling_rate_default,
+                std::mem::take(&mut self.sampling_rate_override),
+            ),
+            active_window_secs: self.active_window.as_secs(),
+            active_max_keys: self.active_flows_max,
+            addresses: AddrPolicy::new(
+                self.local_net.iter().map(|n| n.trunc()).collect(),
+                self.remote_prefix_v4,
+                self.remote_prefix_v6,
+            ),
+            max_series_per_metric: usize::try_from(self.max_series_per_metric)
+                .unwrap_or(usize::MAX),
+            series_ttl_secs: self.series_ttl.as_secs(),
+            max_exporter_series: self.max_exporters(),
+            router_idle_secs: self.exporter_idle.as_secs(),
+            interfaces: self.interfaces || !interface_names.is_empty(),
+            interface_names,
+            // Opened by `main` (a file error is a start-up error, exit 1).
+            asn_db: None,
+        }
     }
 }
 
@@ -409,6 +432,71 @@ mod tests {
         .unwrap();
         assert_eq!(cli.sampling_rate_override.len(), 3);
         assert_eq!(cli.active_window, Duration::from_secs(300));
+    }
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let argv = std::iter::once("goflow2-exporter").chain(args.iter().copied());
+        Cli::try_parse_from(argv).unwrap().into_config()
+    }
+
+    #[test]
+    fn into_config_defaults_the_listener_only_when_nothing_else_is_read() {
+        let c = config(&["--stdin", "off"]).unwrap();
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.listen[0].addr, SocketAddr::from(([0, 0, 0, 0], 2055)));
+        let c = config(&["--stdin", "on"]).unwrap();
+        assert!(c.listen.is_empty());
+        let c = config(&[
+            "--stdin",
+            "off",
+            "--listen",
+            "netflow://127.0.0.1:9995?count=2",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.listen[0].addr, SocketAddr::from(([127, 0, 0, 1], 9995)));
+        assert_eq!(c.listen[0].count, 2);
+    }
+
+    #[test]
+    fn into_config_carries_the_aggregation_flags() {
+        let c = config(&[
+            "--stdin",
+            "off",
+            "--interface-name",
+            "1=wan,7@192.0.2.1=lan",
+            "--local-net",
+            "10.0.0.0/8",
+            "--max-exporters",
+            "2000",
+        ])
+        .unwrap();
+        assert!(
+            c.aggregator.interfaces,
+            "--interface-name implies --interfaces"
+        );
+        assert_eq!(c.aggregator.interface_names.len(), 2);
+        assert!(c.aggregator.addresses.has_local_nets());
+        assert_eq!(c.decoder.max_exporters, 2000);
+        assert_eq!(c.aggregator.max_exporter_series, 2000);
+        assert!(!config(&["--stdin", "off"]).unwrap().aggregator.interfaces);
+    }
+
+    #[test]
+    fn flows_out_needs_a_native_input() {
+        let err = config(&["--stdin", "on", "--flows-out", "-"]).unwrap_err();
+        assert!(err.contains("--flows-out"), "{err}");
+        assert!(
+            config(&[
+                "--stdin",
+                "on",
+                "--flows-out",
+                "-",
+                "--listen",
+                "netflow://:0"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::Publisher;
 use crate::input::udp::KernelDrops;
+use crate::sync::lock;
 use crate::telemetry::Registry;
 
 /// What the handlers and the publisher thread need.
@@ -126,10 +127,7 @@ impl AppState {
     /// Publishes merged values and the kernel's drop counts (scrape time and the one-second tick).
     pub fn publish(&self) {
         self.publisher.publish();
-        self.kernel_drops
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .update();
+        lock(&self.kernel_drops).update();
     }
 }
 

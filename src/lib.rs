@@ -22,9 +22,11 @@
 //! ```
 //!
 //! Around it: [`cli`] turns flags into a [`Config`], [`sampling`] holds the rate rule, [`names`]
-//! goflow2's protocol names, [`cardinality`] the series caps and expiry. [`run`] wires the pieces
-//! together and owns shutdown: one [`CancellationToken`] that SIGINT/SIGTERM (in `main`) or the end
-//! of stdin (with `--exit-on-eof`) cancels.
+//! goflow2's protocol names, [`cardinality`] the series caps and expiry, `sync` the one rule for
+//! the few mutexes (a poisoned lock is taken over), `warn_limit` the one limiter of the warnings
+//! that can repeat at packet rate. [`run`] wires the pieces together, as named steps, and owns
+//! shutdown: one [`CancellationToken`] that SIGINT/SIGTERM (in `main`) or the end of stdin (with
+//! `--exit-on-eof`) cancels.
 //!
 //! Threads and what they own: each UDP socket thread owns its decoder and its accumulator; the
 //! stdin and replay threads likewise; the publisher thread owns merging and the periodic publish;
@@ -44,11 +46,13 @@ pub mod input;
 pub mod memory;
 pub mod names;
 pub mod sampling;
+mod sync;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_shared;
 #[doc(hidden)]
 pub mod testkit;
+mod warn_limit;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -156,6 +160,31 @@ pub async fn run(
     inputs: Inputs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Inputs {
+        metrics,
+        stdin,
+        udp,
+        replay,
+        flows_out,
+    } = inputs;
+    let state = shared_state(&config, &udp);
+    // Before the address is logged (tests and users act on that line): SIGHUP is handled by then.
+    let lines = start_flows_out_and_sighup(flows_out, &config, &state)?;
+    let http_task = serve_metrics(metrics, &state, &shutdown)?;
+    let publisher_thread = start_publisher(&state, &shutdown)?;
+    let udp_threads = start_udp(&config, &state, lines.as_ref(), udp, &shutdown)?;
+    let finite = start_finite_inputs(stdin, replay, &config, &state, lines.as_ref())?;
+
+    wait_for_end(&config, finite, &shutdown).await;
+    shutdown.cancel();
+    stop(http_task, udp_threads, lines, publisher_thread).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// The registry, the publisher and the kernel drop readers: what the HTTP handlers, the
+/// publisher thread and every input share.
+fn shared_state(config: &Config, udp: &[BoundListener]) -> http::AppState {
     let series_ttl = Duration::from_secs(config.aggregator.series_ttl_secs);
     let registry = Arc::new(Registry::new(Some(series_ttl)));
     let publisher = Arc::new(Publisher::new(
@@ -163,53 +192,93 @@ pub async fn run(
         config.aggregator.clone(),
         Clock::default(),
     ));
-    for listener in &inputs.udp {
+    for listener in udp {
         input::udp::log_bound(listener, config.rcvbuf);
     }
-    let state = http::AppState {
-        kernel_drops: Arc::new(Mutex::new(KernelDrops::new(&inputs.udp, &registry))),
+    http::AppState {
+        kernel_drops: Arc::new(Mutex::new(KernelDrops::new(udp, &registry))),
         registry,
         publisher,
-    };
-    // Before the address is logged (tests and users act on that line): SIGHUP is handled by then.
+    }
+}
+
+/// The `--flows-out` writer, if asked for, then the SIGHUP handler for what SIGHUP acts on (the
+/// flow-lines file, the `--asn-db` database).
+fn start_flows_out_and_sighup(
+    output: Option<flows_out::Output>,
+    config: &Config,
+    state: &http::AppState,
+) -> anyhow::Result<Option<flows_out::FlowsOut>> {
     let mut hangup: Vec<Arc<AtomicBool>> = config
         .aggregator
         .asn_db
         .iter()
         .map(|(_, reload)| reload.clone())
         .collect();
-    let lines = match inputs.flows_out {
-        Some(output) => Some(start_flows_out(output, &config, &state, &mut hangup)?),
+    let lines = match output {
+        Some(output) => Some(start_flows_out(output, config, state, &mut hangup)?),
         None => None,
     };
     handle_sighup(hangup)?;
-    let addr = inputs.metrics.local_addr()?;
-    info!(%addr, "serving metrics on http://{addr}/metrics");
-    let http_task = tokio::spawn(http::serve(inputs.metrics, state.clone(), shutdown.clone()));
-    let publisher_thread = start_publisher(&state, &shutdown)?;
-    let udp_threads = start_udp(&config, &state, lines.as_ref(), inputs.udp, &shutdown)?;
+    Ok(lines)
+}
 
-    // Finite inputs (stdin, replay) report their end on this channel.
-    let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let mut finite = 0;
+/// Logs the metrics address (the line tests and users wait for) and serves HTTP on it.
+fn serve_metrics(
+    listener: TcpListener,
+    state: &http::AppState,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr = listener.local_addr()?;
+    info!(%addr, "serving metrics on http://{addr}/metrics");
+    Ok(tokio::spawn(http::serve(
+        listener,
+        state.clone(),
+        shutdown.clone(),
+    )))
+}
+
+/// The inputs that end (stdin, the replay file), started; [`wait_for_end`] hears of their ends.
+struct FiniteInputs {
+    started: usize,
+    done: UnboundedReceiver<&'static str>,
+}
+
+/// Starts stdin (when read) and the replay (when given); warns when there is no input at all.
+fn start_finite_inputs(
+    stdin: Option<Box<dyn std::io::BufRead + Send>>,
+    replay: Option<Capture>,
+    config: &Config,
+    state: &http::AppState,
+    lines: Option<&flows_out::FlowsOut>,
+) -> anyhow::Result<FiniteInputs> {
+    let (done_tx, done) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let mut started = 0;
     if config.read_stdin
-        && let Some(reader) = inputs.stdin
+        && let Some(reader) = stdin
     {
-        start_stdin(reader, &config, &state, done_tx.clone())?;
-        finite += 1;
-    } else if config.listen.is_empty() && inputs.replay.is_none() {
+        start_stdin(reader, config, state, done_tx.clone())?;
+        started += 1;
+    } else if config.listen.is_empty() && replay.is_none() {
         warn!(
             "no input: stdin is not read (--stdin off, or a terminal) and no --listen; serving metrics only"
         );
     }
-    if let Some(capture) = inputs.replay {
-        start_replay(capture, &config, &state, lines.as_ref(), done_tx.clone())?;
-        finite += 1;
+    if let Some(capture) = replay {
+        start_replay(capture, config, state, lines, done_tx)?;
+        started += 1;
     }
-    drop(done_tx);
+    Ok(FiniteInputs { started, done })
+}
 
-    wait_for_end(&config, finite, done_rx, &shutdown).await;
-    shutdown.cancel();
+/// Stops in order: HTTP drains, the UDP threads end, the flow lines are written, the publisher
+/// merges the inputs' last shipments and ends.
+async fn stop(
+    http_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    udp_threads: Vec<JoinHandle<()>>,
+    lines: Option<flows_out::FlowsOut>,
+    publisher_thread: JoinHandle<()>,
+) {
     match tokio::time::timeout(HTTP_DRAIN, http_task).await {
         Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
         Err(_) => warn!("HTTP server did not drain in time"),
@@ -224,8 +293,6 @@ pub async fn run(
         lines.finish(LINES_DRAIN);
     }
     let _ = publisher_thread.join();
-    info!("stopped");
-    Ok(())
 }
 
 /// The publisher thread: merges the inputs' deltas as they arrive and, every second, publishes
@@ -387,18 +454,14 @@ fn start_replay(
 }
 
 /// Waits for shutdown, or with `--exit-on-eof` for every finite input to end.
-async fn wait_for_end(
-    config: &Config,
-    finite: usize,
-    mut done: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
-    shutdown: &CancellationToken,
-) {
-    if !(config.exit_on_eof && finite > 0) {
+async fn wait_for_end(config: &Config, finite: FiniteInputs, shutdown: &CancellationToken) {
+    let FiniteInputs { started, mut done } = finite;
+    if !(config.exit_on_eof && started > 0) {
         shutdown.cancelled().await;
         return;
     }
     let all_done = async {
-        for _ in 0..finite {
+        for _ in 0..started {
             done.recv().await;
         }
     };

@@ -13,6 +13,8 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use metrics_util::MetricKindMask;
 
+use crate::sync::lock;
+
 pub const FLOWS: &str = "goflow_flows_total";
 pub const BYTES: &str = "goflow_bytes_total";
 pub const PACKETS: &str = "goflow_packets_total";
@@ -57,6 +59,18 @@ pub const STDIN_LINES: &str = "goflow_stdin_lines_total";
 pub const STDIN_BYTES: &str = "goflow_stdin_bytes_total";
 pub const FLOWS_OUT_LINES: &str = "goflow_flows_out_lines_total";
 pub const FLOWS_OUT_DROPPED: &str = "goflow_flows_out_dropped_total";
+
+/// The counters of each family, in the order of its cells: flows, bytes[, packets].
+pub const BY_SAMPLER_TYPE: [&str; 3] = [FLOWS, BYTES, PACKETS];
+pub const BY_PROTOCOL: [&str; 3] = [FLOWS_BY_PROTOCOL, BYTES_BY_PROTOCOL, PACKETS_BY_PROTOCOL];
+pub const BY_SAMPLER: [&str; 3] = [FLOWS_BY_SAMPLER, BYTES_BY_SAMPLER, PACKETS_BY_SAMPLER];
+pub const BY_DIRECTION: [&str; 3] = [FLOWS_BY_DIRECTION, BYTES_BY_DIRECTION, PACKETS_BY_DIRECTION];
+pub const BY_INTERFACE: [&str; 3] = [FLOWS_BY_INTERFACE, BYTES_BY_INTERFACE, PACKETS_BY_INTERFACE];
+
+pub const BY_SRC_ADDR: [&str; 2] = [FLOWS_BY_SRC_ADDR, BYTES_BY_SRC_ADDR];
+pub const BY_DST_ADDR: [&str; 2] = [FLOWS_BY_DST_ADDR, BYTES_BY_DST_ADDR];
+pub const BY_SRC_ASN: [&str; 2] = [FLOWS_BY_SRC_ASN, BYTES_BY_SRC_ASN];
+pub const BY_DST_ASN: [&str; 2] = [FLOWS_BY_DST_ASN, BYTES_BY_DST_ASN];
 
 /// Label value for an absent address or sampler.
 pub const UNKNOWN: &str = "unknown";
@@ -443,10 +457,6 @@ impl Registry {
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {

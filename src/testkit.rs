@@ -56,6 +56,24 @@ pub fn basic_record(src: [u8; 4], dst: [u8; 4], proto: u8, bytes: u32, packets: 
     r
 }
 
+/// IE 8 src v4 (4), IE 82 interfaceName (variable length), IE 1 bytes (4).
+pub const VARLEN: &[(u16, u16)] = &[(8, 4), (82, 0xFFFF), (1, 4)];
+
+/// A [`VARLEN`] record from 10.0.0.1: the name with its 1-byte length (3-byte form from 255
+/// bytes on), then `bytes`.
+pub fn varlen_record(name: &[u8], bytes: u32) -> Vec<u8> {
+    let mut r = vec![10, 0, 0, 1];
+    if name.len() < 255 {
+        r.push(name.len() as u8); // 1-byte length
+    } else {
+        r.push(255); // 3-byte length
+        r.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    }
+    r.extend_from_slice(name);
+    r.extend_from_slice(&bytes.to_be_bytes());
+    r
+}
+
 /// `"name{labels}" → value` from a registry's rendered exposition (labels as rendered).
 pub fn render_map(
     registry: &crate::telemetry::Registry,

@@ -80,16 +80,8 @@ impl AsnFamilies {
             reload_errors: registry.counter(t::ASN_DB_RELOAD_ERRORS, &[]),
             cache: HashMap::new(),
             names: RefCell::new(HashMap::new()),
-            by_src: Family::new(
-                registry,
-                &[t::FLOWS_BY_SRC_ASN, t::BYTES_BY_SRC_ASN],
-                limits,
-            ),
-            by_dst: Family::new(
-                registry,
-                &[t::FLOWS_BY_DST_ASN, t::BYTES_BY_DST_ASN],
-                limits,
-            ),
+            by_src: Family::new(registry, &t::BY_SRC_ASN, limits),
+            by_dst: Family::new(registry, &t::BY_DST_ASN, limits),
             info: Family::new(registry, &[t::ASN_INFO], limits),
             pending: [HashMap::new(), HashMap::new()],
         }
@@ -144,17 +136,11 @@ impl AsnFamilies {
     /// Adds this merge's sums to the families (and `goflow_asn_info` for each named AS).
     pub fn flush(&mut self, registry: &Registry, now: u64) {
         for side in [Side::Src, Side::Dst] {
-            let (label, flows, bytes) = match side {
-                Side::Src => ("src_asn", t::FLOWS_BY_SRC_ASN, t::BYTES_BY_SRC_ASN),
-                Side::Dst => ("dst_asn", t::FLOWS_BY_DST_ASN, t::BYTES_BY_DST_ASN),
+            let (label, names) = match side {
+                Side::Src => ("src_asn", t::BY_SRC_ASN),
+                Side::Dst => ("dst_asn", t::BY_DST_ASN),
             };
-            let create = |a: &str| {
-                let labels = [(label, a)];
-                Cell::new([
-                    registry.expiring_counter(flows, &labels),
-                    registry.expiring_counter(bytes, &labels),
-                ])
-            };
+            let create = |a: &str| Cell::register(registry, &names, &[(label, a)]);
             let family = match side {
                 Side::Src => &mut self.by_src,
                 Side::Dst => &mut self.by_dst,

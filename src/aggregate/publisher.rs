@@ -31,6 +31,7 @@ use crate::cardinality::{AddrKey, Cell, Family, FamilyLimits, Published, Slot};
 use crate::flow::{Flow, FlowType};
 use crate::input::ParseErrors;
 use crate::names::protocol_name;
+use crate::sync::lock;
 use crate::telemetry::{self as t, Registry};
 
 /// Per-sampler state: the family's cell plus the rate last applied and the active-flows gauge.
@@ -71,6 +72,20 @@ struct InputCounters {
 }
 
 impl InputCounters {
+    fn new(reg: &Registry) -> Self {
+        InputCounters {
+            pending: InputCounts::default(),
+            errors_pending: Default::default(),
+            errors: ParseErrors::new(reg),
+            stdin_lines: reg.counter(t::STDIN_LINES, &[]),
+            stdin_bytes: reg.counter(t::STDIN_BYTES, &[]),
+            replay_datagrams: reg.counter(t::REPLAY_DATAGRAMS, &[]),
+            rejected: reg.counter(t::EXPORTER_REJECTED, &[]),
+            receive_gap_max_ns: 0,
+            receive_gap: reg.gauge(t::UDP_RECEIVE_GAP_MAX, &[]),
+        }
+    }
+
     fn merge(&mut self, delta: &Delta) {
         let (p, d) = (&mut self.pending, &delta.inputs);
         p.stdin_lines += d.stdin_lines;
@@ -148,49 +163,15 @@ impl Aggregator {
                 interfaces: config.interfaces,
                 asn: config.asn_db.is_some(),
             },
-            by_sampler_type: Family::new(reg, &[t::FLOWS, t::BYTES, t::PACKETS], limits),
-            by_protocol: Family::new(
-                reg,
-                &[
-                    t::FLOWS_BY_PROTOCOL,
-                    t::BYTES_BY_PROTOCOL,
-                    t::PACKETS_BY_PROTOCOL,
-                ],
-                protocols,
-            ),
-            by_src: Family::new(reg, &[t::FLOWS_BY_SRC_ADDR, t::BYTES_BY_SRC_ADDR], limits),
-            by_dst: Family::new(reg, &[t::FLOWS_BY_DST_ADDR, t::BYTES_BY_DST_ADDR], limits),
-            by_sampler: Family::new(
-                reg,
-                &[
-                    t::FLOWS_BY_SAMPLER,
-                    t::BYTES_BY_SAMPLER,
-                    t::PACKETS_BY_SAMPLER,
-                ],
-                limits,
-            ),
-            by_direction: directions.then(|| {
-                Family::new(
-                    reg,
-                    &[
-                        t::FLOWS_BY_DIRECTION,
-                        t::BYTES_BY_DIRECTION,
-                        t::PACKETS_BY_DIRECTION,
-                    ],
-                    limits,
-                )
-            }),
-            by_interface: config.interfaces.then(|| {
-                Family::new(
-                    reg,
-                    &[
-                        t::FLOWS_BY_INTERFACE,
-                        t::BYTES_BY_INTERFACE,
-                        t::PACKETS_BY_INTERFACE,
-                    ],
-                    limits,
-                )
-            }),
+            by_sampler_type: Family::new(reg, &t::BY_SAMPLER_TYPE, limits),
+            by_protocol: Family::new(reg, &t::BY_PROTOCOL, protocols),
+            by_src: Family::new(reg, &t::BY_SRC_ADDR, limits),
+            by_dst: Family::new(reg, &t::BY_DST_ADDR, limits),
+            by_sampler: Family::new(reg, &t::BY_SAMPLER, limits),
+            by_direction: directions.then(|| Family::new(reg, &t::BY_DIRECTION, limits)),
+            by_interface: config
+                .interfaces
+                .then(|| Family::new(reg, &t::BY_INTERFACE, limits)),
             interfaces: Interfaces::new(&config.interface_names),
             asn: config
                 .asn_db
@@ -203,17 +184,7 @@ impl Aggregator {
                 reg.counter(t::ACTIVE_FLOWS_OVERFLOW, &[]),
             ),
             routers: Routers::new(config.max_exporter_series, config.router_idle_secs),
-            inputs: InputCounters {
-                pending: InputCounts::default(),
-                errors_pending: Default::default(),
-                errors: ParseErrors::new(reg),
-                stdin_lines: reg.counter(t::STDIN_LINES, &[]),
-                stdin_bytes: reg.counter(t::STDIN_BYTES, &[]),
-                replay_datagrams: reg.counter(t::REPLAY_DATAGRAMS, &[]),
-                rejected: reg.counter(t::EXPORTER_REJECTED, &[]),
-                receive_gap_max_ns: 0,
-                receive_gap: reg.gauge(t::UDP_RECEIVE_GAP_MAX, &[]),
-            },
+            inputs: InputCounters::new(reg),
             scratch: Box::new(Delta::new()),
             rendered: 0,
             registry,
@@ -323,12 +294,11 @@ impl Aggregator {
     ) {
         let reg = &*self.registry;
         let create = |s: &str, ty: &str| {
-            let labels = [("sampler_address", s), ("flow_type", ty)];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS, &labels),
-                reg.expiring_counter(t::BYTES, &labels),
-                reg.expiring_counter(t::PACKETS, &labels),
-            ])
+            Cell::register(
+                reg,
+                &t::BY_SAMPLER_TYPE,
+                &[("sampler_address", s), ("flow_type", ty)],
+            )
         };
         self.by_sampler_type
             .slot(
@@ -341,11 +311,7 @@ impl Aggregator {
         let create = |s: &str| {
             let labels = [("sampler_address", s)];
             SamplerCell {
-                cell: Cell::new([
-                    reg.expiring_counter(t::FLOWS_BY_SAMPLER, &labels),
-                    reg.expiring_counter(t::BYTES_BY_SAMPLER, &labels),
-                    reg.expiring_counter(t::PACKETS_BY_SAMPLER, &labels),
-                ]),
+                cell: Cell::register(reg, &t::BY_SAMPLER, &labels),
                 last_rate: 0,
                 rate_gauge: reg.expiring_gauge(t::SAMPLING_RATE, &labels),
                 active_gauge: reg.expiring_gauge(t::ACTIVE_FLOWS, &labels),
@@ -366,12 +332,11 @@ impl Aggregator {
         };
         let reg = &*self.registry;
         let create = |s: &str, d: &str| {
-            let labels = [("sampler_address", s), ("direction", d)];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS_BY_DIRECTION, &labels),
-                reg.expiring_counter(t::BYTES_BY_DIRECTION, &labels),
-                reg.expiring_counter(t::PACKETS_BY_DIRECTION, &labels),
-            ])
+            Cell::register(
+                reg,
+                &t::BY_DIRECTION,
+                &[("sampler_address", s), ("direction", d)],
+            )
         };
         let routers = &mut self.routers;
         let cells = delta
@@ -408,11 +373,7 @@ impl Aggregator {
                 ("interface", i),
                 ("direction", side),
             ];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS_BY_INTERFACE, &labels),
-                reg.expiring_counter(t::BYTES_BY_INTERFACE, &labels),
-                reg.expiring_counter(t::PACKETS_BY_INTERFACE, &labels),
-            ])
+            Cell::register(reg, &t::BY_INTERFACE, &labels)
         };
         let overflow = [IfSide::In, IfSide::Out]
             .into_iter()
@@ -447,14 +408,7 @@ impl Aggregator {
 
     fn merge_protocols(&mut self, delta: &Delta, now: u64) {
         let reg = &*self.registry;
-        let create = |p: &str| {
-            let labels = [("protocol", p)];
-            Cell::new([
-                reg.expiring_counter(t::FLOWS_BY_PROTOCOL, &labels),
-                reg.expiring_counter(t::BYTES_BY_PROTOCOL, &labels),
-                reg.expiring_counter(t::PACKETS_BY_PROTOCOL, &labels),
-            ])
-        };
+        let create = |p: &str| Cell::register(reg, &t::BY_PROTOCOL, &[("protocol", p)]);
         for (i, values) in delta.by_protocol.iter().enumerate() {
             if values[0] == 0 {
                 continue;
@@ -527,17 +481,11 @@ fn merge_addresses(
     which: AddrFamily,
     mut asn: Option<&mut AsnFamilies>,
 ) {
-    let create = |a: &str| {
-        let (label, flows, bytes) = match which {
-            AddrFamily::Src => ("src_addr", t::FLOWS_BY_SRC_ADDR, t::BYTES_BY_SRC_ADDR),
-            AddrFamily::Dst => ("dst_addr", t::FLOWS_BY_DST_ADDR, t::BYTES_BY_DST_ADDR),
-        };
-        let labels = [(label, a)];
-        Cell::new([
-            registry.expiring_counter(flows, &labels),
-            registry.expiring_counter(bytes, &labels),
-        ])
+    let (label, names) = match which {
+        AddrFamily::Src => ("src_addr", t::BY_SRC_ADDR),
+        AddrFamily::Dst => ("dst_addr", t::BY_DST_ADDR),
     };
+    let create = |a: &str| Cell::register(registry, &names, &[(label, a)]);
     let side = match which {
         AddrFamily::Src => Side::Src,
         AddrFamily::Dst => Side::Dst,
@@ -625,9 +573,7 @@ impl Publisher {
     }
 
     fn aggregator(&self) -> MutexGuard<'_, Aggregator> {
-        // A panic while holding the lock cannot leave counters in a state worth refusing (they
-        // only grow), so a poisoned lock is taken over rather than propagated.
-        self.aggregator.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.aggregator)
     }
 
     fn merge(&self, shipment: Shipment) {
@@ -687,7 +633,7 @@ impl Publisher {
     /// The publisher thread: merges deltas as they arrive and calls `tick` every
     /// [`PUBLISH_EVERY`], until `shutdown`.
     pub fn run(&self, shutdown: &CancellationToken, mut tick: impl FnMut()) {
-        let inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        let inbox = lock(&self.inbox);
         let mut next_tick = Instant::now() + PUBLISH_EVERY;
         while !shutdown.is_cancelled() {
             // Short waits, so shutdown is noticed promptly.

@@ -212,9 +212,6 @@ impl Routers {
 }
 
 fn datagram_cell(registry: &Registry, label: &str) -> Cell<2> {
-    let labels = [("sampler_address", label)];
-    Cell::new([
-        registry.expiring_counter(t::EXPORTER_DATAGRAMS, &labels),
-        registry.expiring_counter(t::EXPORTER_BYTES, &labels),
-    ])
+    let names = [t::EXPORTER_DATAGRAMS, t::EXPORTER_BYTES];
+    Cell::register(registry, &names, &[("sampler_address", label)])
 }

@@ -515,22 +515,6 @@ fn a_repeated_field_takes_the_last_value() {
     assert_eq!(flows[0].bytes, 200);
 }
 
-/// Template 302: src (4), IE 82 interfaceName (variable length), bytes (4).
-const VARLEN: &[(u16, u16)] = &[(8, 4), (82, 0xFFFF), (1, 4)];
-
-fn varlen_record(name: &[u8], bytes: u32) -> Vec<u8> {
-    let mut r = vec![10, 0, 0, 1];
-    if name.len() < 255 {
-        r.push(name.len() as u8); // 1-byte length
-    } else {
-        r.push(255); // 3-byte length
-        r.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    }
-    r.extend_from_slice(name);
-    r.extend_from_slice(&bytes.to_be_bytes());
-    r
-}
-
 #[test]
 fn variable_length_fields_decode_including_a_zero_length_value() {
     let mut d = decoder();
@@ -668,13 +652,12 @@ fn ipfix_variable_length_short_long_zero_and_enterprise_fields() {
     );
 }
 
-#[test]
-fn v9_variable_length_field_as_h3c_sends_it() {
-    // v9 has no variable-length fields in RFC 3954, but H3C sends IPFIX-style ones (field length
-    // 65535). netflow_parser 1.0.6 refused such a template whole (reference decoder: 1
-    // malformed, then its data counts as missing template).
-    #[rustfmt::skip]
-    let dgram = [
+/// A v9 datagram as H3C sends it: template 300 with a variable-length IF_NAME (field length
+/// 65535), then two records, the first with the 3-byte length form, the second with a
+/// zero-length value.
+#[rustfmt::skip]
+fn h3c_v9_variable_length() -> Vec<u8> {
+    vec![
         0x00, 0x09,             // version 9
         0x00, 0x02,             // count 2
         0x00, 0x00, 0x27, 0x10, // sysUptime 10000 ms
@@ -706,7 +689,15 @@ fn v9_variable_length_field_as_h3c_sends_it() {
         0x00,                   // IF_NAME: length 0
         0x00, 0x00, 0x00, 0x01, // packets 1
         0x00, 0x00, 0x00, 0x28, // bytes 40
-    ];
+    ]
+}
+
+#[test]
+fn v9_variable_length_field_as_h3c_sends_it() {
+    // v9 has no variable-length fields in RFC 3954, but H3C sends IPFIX-style ones (field length
+    // 65535). netflow_parser 1.0.6 refused such a template whole (reference decoder: 1
+    // malformed, then its data counts as missing template).
+    let dgram = h3c_v9_variable_length();
     let (flows, report) = decode(&mut decoder(), EXPORTER_A, &dgram);
     assert_eq!(
         report,

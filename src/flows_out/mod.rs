@@ -40,6 +40,7 @@ use tracing::{error, info, warn};
 
 use crate::flow::{Flow, FlowDetail};
 use crate::telemetry::{FLOWS_OUT_DROPPED, FLOWS_OUT_LINES, Registry};
+use crate::warn_limit::WarnLimit;
 
 /// Flows per batch: large enough that queue operations and write calls are rare per flow, small
 /// enough (~260 KiB) that a batch is out within a few hundred microseconds of formatting.
@@ -48,8 +49,6 @@ pub const BATCH: usize = 1024;
 const FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// How often the writer wakes without lines (SIGHUP reopen, shutdown).
 const WAKE_EVERY: Duration = Duration::from_millis(200);
-/// How often at most a write error is logged.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Flows and their details, one line each.
 #[derive(Debug, Default)]
@@ -172,7 +171,7 @@ impl FlowsOut {
             write_error,
             buf: Vec::with_capacity(BATCH * 1024),
             broken: false,
-            last_warn: None,
+            write_failed: WarnLimit::default(),
         };
         let thread = std::thread::Builder::new()
             .name("flows-out".into())
@@ -324,7 +323,8 @@ struct Writer {
     buf: Vec<u8>,
     /// Standard output's reader went away: nothing more is written there.
     broken: bool,
-    last_warn: Option<Instant>,
+    /// The warning about failed writes.
+    write_failed: WarnLimit,
 }
 
 impl Writer {
@@ -372,8 +372,7 @@ impl Writer {
                     error!(
                         "--flows-out: the reader of standard output went away (broken pipe); flow lines are dropped from now on and counted in goflow_flows_out_dropped_total{{reason=\"write_error\"}}; metrics are not affected"
                     );
-                } else if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                    self.last_warn = Some(Instant::now());
+                } else if self.write_failed.ready(1).is_some() {
                     warn!(
                         destination = %self.output.destination,
                         error = %e,

@@ -19,11 +19,10 @@ use crate::decode::netflow::{DatagramDecoder, DatagramReport, InterfaceNameFact}
 use crate::flow::{Flow, unmap_v4};
 use crate::flows_out::LineBatcher;
 use crate::input::ErrorTally;
+use crate::warn_limit::WarnLimit;
 
 /// How often the decoder is pruned and its templates snapshot sent.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
-/// How often at most a warning about undecodable datagrams is logged.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Makes a fresh decoder: at start, and after a decoder panicked (its state is not trusted).
 pub type DecoderFactory = Arc<dyn Fn() -> Box<dyn DatagramDecoder> + Send + Sync>;
@@ -50,8 +49,8 @@ pub struct DatagramPipeline {
     /// `--flows-out`: this input's lines (the decoder then also reads the detail fields).
     lines: Option<LineBatcher>,
     last_housekeeping: Instant,
-    last_warn: Option<Instant>,
-    errors_since_warn: u64,
+    /// The warning about undecodable datagrams.
+    undecodable: WarnLimit,
 }
 
 impl DatagramPipeline {
@@ -65,8 +64,7 @@ impl DatagramPipeline {
             accumulator,
             lines: None,
             last_housekeeping: Instant::now(),
-            last_warn: None,
-            errors_since_warn: 0,
+            undecodable: WarnLimit::default(),
         }
     }
 
@@ -171,8 +169,7 @@ impl DatagramPipeline {
             return;
         }
         self.accumulator.delta().count_errors(&tally);
-        self.errors_since_warn += total;
-        if self.last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+        if let Some(errors) = self.undecodable.ready(total) {
             // Never the packet itself: only its source and the kinds of trouble.
             warn!(
                 exporter = %from,
@@ -181,11 +178,9 @@ impl DatagramPipeline {
                 panicked = report.panicked,
                 unsupported_version = report.unsupported_version,
                 missing_template = report.missing_template,
-                errors_since_last_warning = self.errors_since_warn,
+                errors_since_last_warning = errors,
                 "datagram could not be fully decoded; see goflow_parse_errors_total (next warning in 10s at the earliest)"
             );
-            self.last_warn = Some(Instant::now());
-            self.errors_since_warn = 0;
         }
     }
 

@@ -37,6 +37,7 @@ use tracing::{info, warn};
 
 use crate::input::datagram::DatagramPipeline;
 use crate::telemetry::{self as t, Registry};
+use crate::warn_limit::WarnLimit;
 
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
@@ -191,7 +192,7 @@ pub fn run_socket(socket: UdpSocket, mut pipeline: DatagramPipeline, shutdown: C
         warn!(error = %e, "cannot set a receive timeout; shutdown may wait for a datagram");
     }
     let mut receiver = BatchReceiver::new();
-    let mut last_warn = None::<Instant>;
+    let mut receive_failed = WarnLimit::default();
     while !shutdown.is_cancelled() {
         match receiver.receive(&socket) {
             Ok(0) | Err(Errno::EAGAIN | Errno::EINTR) => {
@@ -216,9 +217,8 @@ pub fn run_socket(socket: UdpSocket, mut pipeline: DatagramPipeline, shutdown: C
                     .note_receive_gap(u64::try_from(away.as_nanos()).unwrap_or(u64::MAX));
             }
             Err(e) => {
-                if last_warn.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                if receive_failed.ready(1).is_some() {
                     warn!(error = %e, "receive failed");
-                    last_warn = Some(Instant::now());
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
