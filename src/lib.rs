@@ -47,6 +47,9 @@ pub mod sampling;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_shared;
+// Test builds only: unit tests (cfg(test)), integration tests and benches (the `testkit` feature,
+// which Cargo.toml's dev-dependency on this package turns on).
+#[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]
 pub mod testkit;
 
