@@ -410,6 +410,59 @@ fn field(map: &Value, key: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// Datagrams per sampler address (an address's exporters added up).
+fn datagrams_by_sampler(want: &Value) -> BTreeMap<String, f64> {
+    let mut sampler_datagrams = BTreeMap::new();
+    for e in want["exporters"].as_array().unwrap() {
+        *sampler_datagrams
+            .entry(e["address"].as_str().unwrap().to_string())
+            .or_default() += e["datagrams"].as_f64().unwrap();
+    }
+    sampler_datagrams
+}
+
+/// The sampling rate of each sampler address: one per exporter, the same for an address's
+/// exporters.
+fn rate_by_sampler(want: &Value) -> BTreeMap<String, f64> {
+    let mut sampler_rate = BTreeMap::new();
+    for (k, rates) in want["sampling"]["rate_by_exporter"].as_object().unwrap() {
+        let addr: SocketAddr = k.parse().unwrap();
+        let rates = rates.as_array().unwrap();
+        assert_eq!(rates.len(), 1, "{k}: one rate per exporter");
+        let rate = rates[0].as_f64().unwrap();
+        let prev = sampler_rate.insert(addr.ip().to_string(), rate);
+        assert!(
+            prev.is_none_or(|p| p == rate),
+            "{k}: the exporters of one address disagree"
+        );
+    }
+    sampler_rate
+}
+
+/// tshark's bytes `by_interface` ("sampler|index|side") as "sampler|interface|side", with the
+/// interface names the exporters send in options data (softflowd names interface 0 after the
+/// capture it read), as tshark decoded them: the exporter labels by them.
+fn interface_bytes(want: &Value, by_interface: &Value) -> BTreeMap<String, f64> {
+    let mut if_names = HashMap::new();
+    for r in want["options_data_records"].as_array().unwrap() {
+        if let (Some(index), Some(name)) =
+            (r["scope_interface"].as_u64(), r["if_name_ie82"].as_str())
+        {
+            let addr: SocketAddr = r["exporter"].as_str().unwrap().parse().unwrap();
+            if_names.insert(format!("{}|{index}", addr.ip()), name.to_string());
+        }
+    }
+    field(by_interface, "bytes")
+        .into_iter()
+        .map(|(k, v)| {
+            let (router_index, side) = k.rsplit_once('|').unwrap();
+            let (router, index) = router_index.split_once('|').unwrap();
+            let label = if_names.get(router_index).map_or(index, String::as_str);
+            (format!("{router}|{label}|{side}"), v)
+        })
+        .collect()
+}
+
 impl Fixture {
     fn load() -> Fixture {
         let want: Value =
@@ -427,53 +480,15 @@ impl Fixture {
             .into_iter()
             .map(|(p, v)| (protocol_name(p.parse::<u8>().ok()).to_string(), v))
             .collect();
-        let mut sampler_datagrams = BTreeMap::new();
-        for e in want["exporters"].as_array().unwrap() {
-            *sampler_datagrams
-                .entry(e["address"].as_str().unwrap().to_string())
-                .or_default() += e["datagrams"].as_f64().unwrap();
-        }
-        let mut sampler_rate = BTreeMap::new();
-        for (k, rates) in want["sampling"]["rate_by_exporter"].as_object().unwrap() {
-            let addr: SocketAddr = k.parse().unwrap();
-            let rates = rates.as_array().unwrap();
-            assert_eq!(rates.len(), 1, "{k}: one rate per exporter");
-            let rate = rates[0].as_f64().unwrap();
-            let prev = sampler_rate.insert(addr.ip().to_string(), rate);
-            assert!(
-                prev.is_none_or(|p| p == rate),
-                "{k}: the exporters of one address disagree"
-            );
-        }
         let with_options = tshark_expected(
             &repo_path(FIXTURE),
             FIXTURE_PORT,
             &["--local-net", LOCAL_NET, "--interfaces"],
         );
         let o = &with_options["sampling"]["scaled_by"];
-        // Interface names the exporters send in options data (softflowd names interface 0 after
-        // the capture it read), as tshark decoded them: the exporter labels by them.
-        let mut if_names = HashMap::new();
-        for r in want["options_data_records"].as_array().unwrap() {
-            if let (Some(index), Some(name)) =
-                (r["scope_interface"].as_u64(), r["if_name_ie82"].as_str())
-            {
-                let addr: SocketAddr = r["exporter"].as_str().unwrap().parse().unwrap();
-                if_names.insert(format!("{}|{index}", addr.ip()), name.to_string());
-            }
-        }
-        let interface_bytes = field(&o["by_interface"], "bytes")
-            .into_iter()
-            .map(|(k, v)| {
-                let (router_index, side) = k.rsplit_once('|').unwrap();
-                let (router, index) = router_index.split_once('|').unwrap();
-                let label = if_names.get(router_index).map_or(index, String::as_str);
-                (format!("{router}|{label}|{side}"), v)
-            })
-            .collect();
         Fixture {
             direction_bytes: field(&o["by_direction"], "bytes"),
-            interface_bytes,
+            interface_bytes: interface_bytes(&want, &o["by_interface"]),
             datagrams: want["datagrams"].as_u64().unwrap(),
             scaled_bytes: want["sampling"]["scaled_totals"]["bytes"].as_f64().unwrap(),
             src_bytes: field(&s["by_src_addr"], "bytes"),
@@ -483,8 +498,8 @@ impl Fixture {
             sampler_packets: by_sampler("packets"),
             sampler_flows: by_sampler("flows"),
             sampler_types: s["by_exporter"].as_object().unwrap().len(),
-            sampler_datagrams,
-            sampler_rate,
+            sampler_datagrams: datagrams_by_sampler(&want),
+            sampler_rate: rate_by_sampler(&want),
         }
     }
 }
@@ -611,206 +626,269 @@ fn assert_shares_of(q: &str, res: &[Sample], labels: &[&str], want: &BTreeMap<St
     assert_shares(q, &joined, "key", want);
 }
 
-/// Asserts what `q` must return. Every README and dashboard query needs a case here.
-fn check(q: &str, res: &[Sample], ctx: &Ctx) {
-    let fx = ctx.fx;
-    match normalize(q).as_str() {
-        r#"topk(10, sum by (asn, as_name) (label_replace(rate(goflow_bytes_by_src_asn_total[R]) * 8, "asn", "$1", "src_asn", "(.*)") * on(asn) group_left(as_name) goflow_asn_info))"# =>
-        {
-            // Source bytes of the addresses the database names, by their AS (AS 0 has no name,
-            // so the join leaves it out).
-            let mut want = BTreeMap::new();
-            for (addr, bytes) in &fx.src_bytes {
-                if let Some(asn) = test_asn(addr) {
-                    *want.entry(asn.to_string()).or_default() += bytes;
-                }
-            }
-            assert!(want.len() >= 2, "{want:?}");
-            assert_shares_of(q, res, &["asn", "as_name"], &want);
-        }
-        "sum by (sampler_address, direction) (rate(goflow_bytes_by_direction_total[R]) * 8)" => {
-            assert_shares_of(
-                q,
-                res,
-                &["sampler_address", "direction"],
-                &fx.direction_bytes,
-            );
-        }
-        "sum by (sampler_address, interface, direction) (rate(goflow_bytes_by_interface_total[R]) * 8)" =>
-        {
-            assert_shares_of(
-                q,
-                res,
-                &["sampler_address", "interface", "direction"],
-                &fx.interface_bytes,
-            );
-        }
-        "topk(10, rate(goflow_bytes_by_src_addr_total[R]) * 8)" => {
-            assert_top(q, res, "src_addr", &fx.src_bytes, 10);
-        }
-        "topk(10, rate(goflow_bytes_by_dst_addr_total[R]) * 8)" => {
-            assert_top(q, res, "dst_addr", &fx.dst_bytes, 10);
-        }
-        "sum by (protocol) (rate(goflow_bytes_by_protocol_total[R]) * 8)" => {
-            assert_shares(q, res, "protocol", &fx.protocol_bytes);
-        }
-        "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[R]) * 8)" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_bytes);
-            // All routers' bytes are all protocols' bytes.
-            let total: f64 = res.iter().map(|s| s.value).sum();
-            let by_protocol = ctx.sum_of(
-                q,
-                "sum by (protocol) (rate(goflow_bytes_by_protocol_total[{R}]) * 8)",
-            );
-            assert!(close(total, by_protocol), "{q}: {total} != {by_protocol}");
-        }
-        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8 / 1e6" => {
+/// A check of one query's result: the query as written, its result, what it may look at.
+type Check = fn(&str, &[Sample], &Ctx);
+
+/// What every README and dashboard query must return, by query with its range selectors
+/// normalized (`[R]`, see [`normalize`]). Every query needs a row here.
+const EXPECTATIONS: &[(&str, Check)] = &[
+    (
+        r#"topk(10, sum by (asn, as_name) (label_replace(rate(goflow_bytes_by_src_asn_total[R]) * 8, "asn", "$1", "src_asn", "(.*)") * on(asn) group_left(as_name) goflow_asn_info))"#,
+        source_as_bytes_in_the_database_s_shares,
+    ),
+    (
+        "sum by (sampler_address, direction) (rate(goflow_bytes_by_direction_total[R]) * 8)",
+        |q, res, ctx| {
+            let labels = ["sampler_address", "direction"];
+            assert_shares_of(q, res, &labels, &ctx.fx.direction_bytes);
+        },
+    ),
+    (
+        "sum by (sampler_address, interface, direction) (rate(goflow_bytes_by_interface_total[R]) * 8)",
+        |q, res, ctx| {
+            let labels = ["sampler_address", "interface", "direction"];
+            assert_shares_of(q, res, &labels, &ctx.fx.interface_bytes);
+        },
+    ),
+    (
+        "topk(10, rate(goflow_bytes_by_src_addr_total[R]) * 8)",
+        |q, res, ctx| assert_top(q, res, "src_addr", &ctx.fx.src_bytes, 10),
+    ),
+    (
+        "topk(10, rate(goflow_bytes_by_dst_addr_total[R]) * 8)",
+        |q, res, ctx| assert_top(q, res, "dst_addr", &ctx.fx.dst_bytes, 10),
+    ),
+    (
+        "sum by (protocol) (rate(goflow_bytes_by_protocol_total[R]) * 8)",
+        |q, res, ctx| assert_shares(q, res, "protocol", &ctx.fx.protocol_bytes),
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[R]) * 8)",
+        sampler_bits_add_up_to_the_protocols_bits,
+    ),
+    (
+        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8 / 1e6",
+        |q, res, ctx| {
             let v = single(q, res);
             let bps = ctx.sum_of(
                 q,
                 "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[{R}]) * 8)",
             );
             assert!(v > 0.0 && close(v, bps / 1e6), "{q}: {v} Mbps, {bps} bps");
-        }
-        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8" => {
+        },
+    ),
+    (
+        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8",
+        |q, res, ctx| {
             let v = single(q, res);
             let bps = ctx.sum_of(
                 q,
                 "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[{R}]) * 8)",
             );
             assert!(v > 0.0 && close(v, bps), "{q}: {v} bps, per sampler {bps}");
-        }
-        "sum by (sampler_address) (rate(goflow_packets_by_sampler_total[R]))" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_packets);
-        }
-        "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[R]))" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_flows);
-        }
-        "sum(rate(goflow_flows_by_sampler_total[R]))" => {
-            let v = single(q, res);
-            let per = ctx.query(&format!(
-                "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[{}]))",
-                range_of(q)
-            ));
-            assert_shares(q, &per, "sampler_address", &fx.sampler_flows);
-            let sum: f64 = per.iter().map(|s| s.value).sum();
-            assert!(v > 0.0 && close(v, sum), "{q}: {v}, per sampler {sum}");
-        }
-        "sum by (sampler_address) (rate(goflow_exporter_datagrams_total[R]))" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_datagrams);
-        }
-        "goflow_active_flows" => {
-            let got = by_label(q, res, "sampler_address");
-            let want: BTreeMap<String, f64> = family(ctx.scrape, "goflow_active_flows{")
-                .into_iter()
-                .map(|(k, v)| {
-                    let addr = k.split('"').nth(1).unwrap().to_string();
-                    (addr, v)
-                })
-                .collect();
-            assert_eq!(keys(&got), keys(&fx.sampler_bytes), "{q}: samplers");
-            for (a, v) in &got {
-                assert!(*v > 0.0, "{q}: {a} has no active flow");
-                assert_eq!(Some(v), want.get(*a), "{q}: {a}, the exporter says");
-            }
-        }
-        "sum(goflow_active_flows)" => {
-            let v = single(q, res);
-            let want: f64 = family(ctx.scrape, "goflow_active_flows{").values().sum();
-            assert!(v > 0.0 && v == want, "{q}: {v}, the exporter says {want}");
-        }
-        "goflow_sampling_rate" => {
-            let got = by_label(q, res, "sampler_address");
-            let want: BTreeMap<&str, f64> = fx
-                .sampler_rate
-                .iter()
-                .map(|(a, r)| (a.as_str(), *r))
-                .collect();
-            assert_eq!(got, want, "{q}");
-        }
-        "sum by (error_type) (rate(goflow_parse_errors_total[R]))" => {
-            let got = by_label(q, res, "error_type");
-            let documented = readme_error_types();
-            assert_eq!(
-                keys(&got),
-                documented.iter().map(String::as_str).collect(),
-                "{q}: the error types of README's table"
-            );
-            for (t, v) in &got {
-                // Only the bad stdin lines the test wrote.
-                if *t == "invalid_json" {
-                    assert!(*v > 0.0, "{q}: invalid_json is {v}");
-                } else {
-                    assert_eq!(*v, 0.0, "{q}: {t}");
-                }
-            }
-        }
-        "sum by (error_type) (rate(goflow_parse_errors_total[R])) > 0" => {
+        },
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_packets_by_sampler_total[R]))",
+        |q, res, ctx| assert_shares(q, res, "sampler_address", &ctx.fx.sampler_packets),
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[R]))",
+        |q, res, ctx| assert_shares(q, res, "sampler_address", &ctx.fx.sampler_flows),
+    ),
+    (
+        "sum(rate(goflow_flows_by_sampler_total[R]))",
+        flow_rate_is_the_sum_of_the_samplers,
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_exporter_datagrams_total[R]))",
+        |q, res, ctx| assert_shares(q, res, "sampler_address", &ctx.fx.sampler_datagrams),
+    ),
+    ("goflow_active_flows", active_flows_are_the_exporter_s),
+    ("sum(goflow_active_flows)", |q, res, ctx| {
+        let v = single(q, res);
+        let want: f64 = family(ctx.scrape, "goflow_active_flows{").values().sum();
+        assert!(v > 0.0 && v == want, "{q}: {v}, the exporter says {want}");
+    }),
+    ("goflow_sampling_rate", |q, res, ctx| {
+        let got = by_label(q, res, "sampler_address");
+        let want: BTreeMap<&str, f64> = ctx
+            .fx
+            .sampler_rate
+            .iter()
+            .map(|(a, r)| (a.as_str(), *r))
+            .collect();
+        assert_eq!(got, want, "{q}");
+    }),
+    (
+        "sum by (error_type) (rate(goflow_parse_errors_total[R]))",
+        error_types_are_the_readme_s_and_only_invalid_json_moves,
+    ),
+    (
+        "sum by (error_type) (rate(goflow_parse_errors_total[R])) > 0",
+        |q, res, _| {
             let got = by_label(q, res, "error_type");
             assert_eq!(keys(&got), ["invalid_json"].into_iter().collect(), "{q}");
-        }
-        "sum(rate(goflow_parse_errors_total[R]))" => {
-            let v = single(q, res);
-            let by_type = ctx.sum_of(
-                q,
-                "sum by (error_type) (rate(goflow_parse_errors_total[{R}]))",
-            );
-            assert!(v > 0.0 && close(v, by_type), "{q}: {v}, by type {by_type}");
-        }
-        "goflow_metric_series" => {
-            let got = by_label(q, res, "metric");
-            let (src, dst) = (fx.src_bytes.len(), fx.dst_bytes.len());
-            let (protocols, samplers) = (fx.protocol_bytes.len(), fx.sampler_bytes.len());
-            let want = [
-                ("goflow_flows_by_src_addr_total", src),
-                ("goflow_bytes_by_src_addr_total", src),
-                ("goflow_flows_by_dst_addr_total", dst),
-                ("goflow_bytes_by_dst_addr_total", dst),
-                ("goflow_flows_by_protocol_total", protocols),
-                ("goflow_bytes_by_protocol_total", protocols),
-                ("goflow_packets_by_protocol_total", protocols),
-                ("goflow_flows_by_sampler_total", samplers),
-                ("goflow_bytes_by_sampler_total", samplers),
-                ("goflow_packets_by_sampler_total", samplers),
-                ("goflow_flows_total", fx.sampler_types),
-                ("goflow_bytes_total", fx.sampler_types),
-                ("goflow_packets_total", fx.sampler_types),
-            ];
-            for (m, n) in want {
-                assert_eq!(got.get(m), Some(&(n as f64)), "{q}: {m}: {got:?}");
-            }
-        }
-        "rate(goflow_metric_overflow_total[R]) > 0" => {
-            assert!(res.is_empty(), "{q}: no family is full: {res:?}");
-        }
-        "sum by (metric) (rate(goflow_metric_overflow_total[R]))" => {
-            let got = by_label(q, res, "metric");
-            let series: BTreeSet<String> = ctx
-                .query("goflow_metric_series")
-                .iter()
-                .map(|s| s.label("metric").to_string())
-                .collect();
-            assert_eq!(
-                keys(&got),
-                series.iter().map(String::as_str).collect(),
-                "{q}: one overflow counter per metric of goflow_metric_series"
-            );
-            assert!(got.values().all(|v| *v == 0.0), "{q}: {got:?}");
-        }
-        "rate(goflow_active_flows_overflow_total[R])" => {
+        },
+    ),
+    ("sum(rate(goflow_parse_errors_total[R]))", |q, res, ctx| {
+        let v = single(q, res);
+        let by_type = ctx.sum_of(
+            q,
+            "sum by (error_type) (rate(goflow_parse_errors_total[{R}]))",
+        );
+        assert!(v > 0.0 && close(v, by_type), "{q}: {v}, by type {by_type}");
+    }),
+    (
+        "goflow_metric_series",
+        series_per_family_are_the_fixture_s_label_sets,
+    ),
+    ("rate(goflow_metric_overflow_total[R]) > 0", |q, res, _| {
+        assert!(res.is_empty(), "{q}: no family is full: {res:?}");
+    }),
+    (
+        "sum by (metric) (rate(goflow_metric_overflow_total[R]))",
+        one_idle_overflow_counter_per_metric,
+    ),
+    (
+        "rate(goflow_active_flows_overflow_total[R])",
+        |q, res, _| {
             assert_eq!(single(q, res), 0.0, "{q}");
-        }
-        "sum by (listener) (rate(goflow_udp_kernel_drops_total[R]))" => {
+        },
+    ),
+    (
+        "sum by (listener) (rate(goflow_udp_kernel_drops_total[R]))",
+        |q, res, _| {
             let got = by_label(q, res, "listener");
             let want: BTreeMap<&str, f64> = [("netflow://127.0.0.1:0", 0.0)].into();
             assert_eq!(got, want, "{q}");
+        },
+    ),
+];
+
+/// Asserts what `q` must return: its row of [`EXPECTATIONS`].
+fn check(q: &str, res: &[Sample], ctx: &Ctx) {
+    let normalized = normalize(q);
+    let Some((_, check)) = EXPECTATIONS.iter().find(|(n, _)| *n == normalized) else {
+        panic!(
+            "no expectation for the query {q:?} (normalized: {normalized:?}): add a row to \
+             EXPECTATIONS in tests/integration/prometheus.rs"
+        );
+    };
+    check(q, res, ctx);
+}
+
+/// Source bytes of the addresses the database names, by their AS (AS 0 has no name, so the join
+/// leaves it out).
+fn source_as_bytes_in_the_database_s_shares(q: &str, res: &[Sample], ctx: &Ctx) {
+    let mut want = BTreeMap::new();
+    for (addr, bytes) in &ctx.fx.src_bytes {
+        if let Some(asn) = test_asn(addr) {
+            *want.entry(asn.to_string()).or_default() += bytes;
         }
-        _ => panic!(
-            "no expectation for the query {q:?} (normalized: {:?}): add a case to check() in \
-             tests/integration/prometheus.rs",
-            normalize(q)
-        ),
     }
+    assert!(want.len() >= 2, "{want:?}");
+    assert_shares_of(q, res, &["asn", "as_name"], &want);
+}
+
+/// The samplers' shares; all routers' bytes are all protocols' bytes.
+fn sampler_bits_add_up_to_the_protocols_bits(q: &str, res: &[Sample], ctx: &Ctx) {
+    assert_shares(q, res, "sampler_address", &ctx.fx.sampler_bytes);
+    let total: f64 = res.iter().map(|s| s.value).sum();
+    let by_protocol = ctx.sum_of(
+        q,
+        "sum by (protocol) (rate(goflow_bytes_by_protocol_total[{R}]) * 8)",
+    );
+    assert!(close(total, by_protocol), "{q}: {total} != {by_protocol}");
+}
+
+fn flow_rate_is_the_sum_of_the_samplers(q: &str, res: &[Sample], ctx: &Ctx) {
+    let v = single(q, res);
+    let per = ctx.query(&format!(
+        "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[{}]))",
+        range_of(q)
+    ));
+    assert_shares(q, &per, "sampler_address", &ctx.fx.sampler_flows);
+    let sum: f64 = per.iter().map(|s| s.value).sum();
+    assert!(v > 0.0 && close(v, sum), "{q}: {v}, per sampler {sum}");
+}
+
+/// One series per sampler, each > 0 and equal to the exporter's own /metrics.
+fn active_flows_are_the_exporter_s(q: &str, res: &[Sample], ctx: &Ctx) {
+    let got = by_label(q, res, "sampler_address");
+    let want: BTreeMap<String, f64> = family(ctx.scrape, "goflow_active_flows{")
+        .into_iter()
+        .map(|(k, v)| {
+            let addr = k.split('"').nth(1).unwrap().to_string();
+            (addr, v)
+        })
+        .collect();
+    assert_eq!(keys(&got), keys(&ctx.fx.sampler_bytes), "{q}: samplers");
+    for (a, v) in &got {
+        assert!(*v > 0.0, "{q}: {a} has no active flow");
+        assert_eq!(Some(v), want.get(*a), "{q}: {a}, the exporter says");
+    }
+}
+
+/// The error types of README's table, all 0 but the bad stdin lines the test wrote.
+fn error_types_are_the_readme_s_and_only_invalid_json_moves(q: &str, res: &[Sample], _: &Ctx) {
+    let got = by_label(q, res, "error_type");
+    let documented = readme_error_types();
+    assert_eq!(
+        keys(&got),
+        documented.iter().map(String::as_str).collect(),
+        "{q}: the error types of README's table"
+    );
+    for (t, v) in &got {
+        if *t == "invalid_json" {
+            assert!(*v > 0.0, "{q}: invalid_json is {v}");
+        } else {
+            assert_eq!(*v, 0.0, "{q}: {t}");
+        }
+    }
+}
+
+/// Label sets per family: the fixture's addresses, protocols, samplers and (sampler, flow type)
+/// pairs.
+fn series_per_family_are_the_fixture_s_label_sets(q: &str, res: &[Sample], ctx: &Ctx) {
+    let fx = ctx.fx;
+    let got = by_label(q, res, "metric");
+    let (src, dst) = (fx.src_bytes.len(), fx.dst_bytes.len());
+    let (protocols, samplers) = (fx.protocol_bytes.len(), fx.sampler_bytes.len());
+    let want = [
+        ("goflow_flows_by_src_addr_total", src),
+        ("goflow_bytes_by_src_addr_total", src),
+        ("goflow_flows_by_dst_addr_total", dst),
+        ("goflow_bytes_by_dst_addr_total", dst),
+        ("goflow_flows_by_protocol_total", protocols),
+        ("goflow_bytes_by_protocol_total", protocols),
+        ("goflow_packets_by_protocol_total", protocols),
+        ("goflow_flows_by_sampler_total", samplers),
+        ("goflow_bytes_by_sampler_total", samplers),
+        ("goflow_packets_by_sampler_total", samplers),
+        ("goflow_flows_total", fx.sampler_types),
+        ("goflow_bytes_total", fx.sampler_types),
+        ("goflow_packets_total", fx.sampler_types),
+    ];
+    for (m, n) in want {
+        assert_eq!(got.get(m), Some(&(n as f64)), "{q}: {m}: {got:?}");
+    }
+}
+
+/// One overflow counter per metric of `goflow_metric_series`, none moving.
+fn one_idle_overflow_counter_per_metric(q: &str, res: &[Sample], ctx: &Ctx) {
+    let got = by_label(q, res, "metric");
+    let series: BTreeSet<String> = ctx
+        .query("goflow_metric_series")
+        .iter()
+        .map(|s| s.label("metric").to_string())
+        .collect();
+    assert_eq!(
+        keys(&got),
+        series.iter().map(String::as_str).collect(),
+        "{q}: one overflow counter per metric of goflow_metric_series"
+    );
+    assert!(got.values().all(|v| *v == 0.0), "{q}: {got:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,19 +929,11 @@ fn total(m: &MetricMap, name: &str) -> f64 {
     family(m, &format!("{name}{{")).values().sum()
 }
 
-#[test]
-fn real_prometheus_answers_every_readme_and_dashboard_query() {
-    if !available(
-        has_tool("prometheus"),
-        "prometheus (Debian package prometheus)",
-    ) || !available(has_tool("tshark"), "tshark (Debian package tshark)")
-    {
-        return;
-    }
-    let test_start = Instant::now();
-    let fx = Fixture::load();
+/// The exporter with the fixture replayed and counted, stdin open (for the bad lines) and UDP on
+/// loopback.
+fn exporter_with_the_fixture_replayed(fx: &Fixture) -> Exporter {
     let pcap = repo_path(FIXTURE);
-    let mut exporter = Exporter::start(&[
+    let exporter = Exporter::start(&[
         "--stdin",
         "on",
         "--listen",
@@ -883,20 +953,15 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
         m.get("goflow_replay_datagrams_total") == Some(&n)
             && total(m, "goflow_bytes_by_sampler_total") == fx.scaled_bytes
     });
+    exporter
+}
 
-    // Prometheus with the shipped configuration; two scrapes of the replayed fixture before more
-    // traffic, so every rate() window starts at a complete copy of it.
-    let prom = Prometheus::start(&test_config(exporter.addr));
-    prom.query_until(
-        Duration::from_secs(20),
-        "two scrapes of the replayed capture",
-        r#"count_over_time(goflow_replay_datagrams_total{job="goflow2-exporter"}[1m])"#,
-        |r| r.len() == 1 && r[0].value >= 2.0,
-    );
-
-    // The fixture again over UDP, BURSTS times, from the exporters' original loopback addresses,
-    // with one bad line on stdin each time (invalid_json). Each burst is complete before the next.
-    let bytes = std::fs::read(&pcap).unwrap();
+/// The fixture again over UDP, [`BURSTS`] times, from the exporters' original loopback addresses,
+/// with one bad line on stdin each time (invalid_json). Each burst is complete (and counted, none
+/// dropped) before the next, a little over a scrape interval apart.
+fn send_the_fixture_in_bursts(exporter: &mut Exporter, fx: &Fixture) {
+    let n = fx.datagrams as f64;
+    let bytes = std::fs::read(repo_path(FIXTURE)).unwrap();
     let (datagrams, _) = read_datagrams(&bytes).expect("a capture");
     assert_eq!(datagrams.len() as u64, fx.datagrams);
     let target = exporter.udp_addr();
@@ -928,6 +993,56 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
         });
         std::thread::sleep(Duration::from_millis(1100));
     }
+}
+
+/// Runs every README and dashboard query (each distinct one once) through [`check`]; returns how
+/// many ran.
+fn check_every_query(ctx: &Ctx) -> usize {
+    let readme = readme_queries();
+    assert!(readme.len() >= 6, "README's ```promql blocks: {readme:?}");
+    let dash = dashboard_queries();
+    assert!(dash.len() >= 10, "dashboard expressions: {dash:?}");
+    let mut ran = BTreeSet::new();
+    for q in readme.iter().chain(&dash) {
+        if ran.insert(q.clone()) {
+            let res = ctx.query(q);
+            check(q, &res, ctx);
+            eprintln!("ok: {q} -> {} series", res.len());
+        }
+    }
+    for q in &dash {
+        assert!(ran.contains(q), "dashboard query not run: {q}");
+    }
+    for q in &readme {
+        assert!(ran.contains(q), "README query not run: {q}");
+    }
+    ran.len()
+}
+
+#[test]
+fn real_prometheus_answers_every_readme_and_dashboard_query() {
+    if !available(
+        has_tool("prometheus"),
+        "prometheus (Debian package prometheus)",
+    ) || !available(has_tool("tshark"), "tshark (Debian package tshark)")
+    {
+        return;
+    }
+    let test_start = Instant::now();
+    let fx = Fixture::load();
+    let mut exporter = exporter_with_the_fixture_replayed(&fx);
+
+    // Prometheus with the shipped configuration; two scrapes of the replayed fixture before more
+    // traffic, so every rate() window starts at a complete copy of it.
+    let prom = Prometheus::start(&test_config(exporter.addr));
+    prom.query_until(
+        Duration::from_secs(20),
+        "two scrapes of the replayed capture",
+        r#"count_over_time(goflow_replay_datagrams_total{job="goflow2-exporter"}[1m])"#,
+        |r| r.len() == 1 && r[0].value >= 2.0,
+    );
+
+    send_the_fixture_in_bursts(&mut exporter, &fx);
     let scrape = exporter.scrape();
     assert_eq!(
         total(&scrape, "goflow_udp_kernel_drops_total"),
@@ -949,53 +1064,24 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
         "too slow: the 1m windows no longer reach the first scrape"
     );
 
-    let readme = readme_queries();
-    assert!(readme.len() >= 6, "README's ```promql blocks: {readme:?}");
-    let dash = dashboard_queries();
-    assert!(dash.len() >= 10, "dashboard expressions: {dash:?}");
     let ctx = Ctx {
         prom: &prom,
         time,
         fx: &fx,
         scrape: &scrape,
     };
-    let mut ran = BTreeSet::new();
-    for q in readme.iter().chain(&dash) {
-        if ran.insert(q.clone()) {
-            let res = ctx.query(q);
-            check(q, &res, &ctx);
-            eprintln!("ok: {q} -> {} series", res.len());
-        }
-    }
-    for q in &dash {
-        assert!(ran.contains(q), "dashboard query not run: {q}");
-    }
-    for q in &readme {
-        assert!(ran.contains(q), "README query not run: {q}");
-    }
+    let ran = check_every_query(&ctx);
     eprintln!(
-        "{} queries checked against a real Prometheus in {:.1} s",
-        ran.len(),
+        "{ran} queries checked against a real Prometheus in {:.1} s",
         test_start.elapsed().as_secs_f64()
     );
 }
 
-#[test]
-fn dashboard_json_is_valid_and_uses_documented_metrics() {
-    let dash = dashboard();
-    assert!(
-        dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
-        "schemaVersion"
-    );
-    assert_eq!(dash["uid"], "goflow2-exporter");
-    assert!(dash["title"].as_str().is_some_and(|t| !t.is_empty()));
-    let documented = readme_metrics();
-    assert!(
-        documented.contains("goflow_bytes_by_src_addr_total") && documented.len() >= 20,
-        "README's Metrics table: {documented:?}"
-    );
+/// Every panel has a title and a unique id; every panel but a row has a grid position and at
+/// least one query, on the `prometheus` datasource, with unique refIds.
+fn assert_panels_are_well_formed(dash: &Value) {
     let mut ids = BTreeSet::new();
-    for p in panels(&dash) {
+    for p in panels(dash) {
         let title = p["title"].as_str().expect("every panel has a title");
         assert!(
             ids.insert(p["id"].as_u64().expect("panel id")),
@@ -1019,9 +1105,13 @@ fn dashboard_json_is_valid_and_uses_documented_metrics() {
             assert_eq!(t["datasource"]["uid"], "prometheus", "{title}: datasource");
         }
     }
-    let targets = dashboard_targets(&dash);
+}
+
+/// The metrics the dashboard's expressions query; each expression names at least one, and only
+/// `documented` ones.
+fn dashboard_metrics(dash: &Value, documented: &BTreeSet<String>) -> BTreeSet<String> {
     let mut used = BTreeSet::new();
-    for (title, expr) in &targets {
+    for (title, expr) in &dashboard_targets(dash) {
         eprintln!("{title}: {expr}");
         let names = metric_names(expr);
         assert!(!names.is_empty(), "{title}: {expr} names no goflow_ metric");
@@ -1033,20 +1123,41 @@ fn dashboard_json_is_valid_and_uses_documented_metrics() {
             used.insert(name);
         }
     }
-    // The panels issue 5 asks for.
-    for m in [
-        "goflow_bytes_by_sampler_total",
-        "goflow_bytes_by_protocol_total",
-        "goflow_bytes_by_src_addr_total",
-        "goflow_bytes_by_dst_addr_total",
-        "goflow_packets_by_sampler_total",
-        "goflow_active_flows",
-        "goflow_sampling_rate",
-        "goflow_parse_errors_total",
-        "goflow_metric_series",
-        "goflow_metric_overflow_total",
-        "goflow_udp_kernel_drops_total",
-    ] {
+    used
+}
+
+/// The metrics issue 5 asks the dashboard's panels to show.
+const ISSUE_5_PANELS: [&str; 11] = [
+    "goflow_bytes_by_sampler_total",
+    "goflow_bytes_by_protocol_total",
+    "goflow_bytes_by_src_addr_total",
+    "goflow_bytes_by_dst_addr_total",
+    "goflow_packets_by_sampler_total",
+    "goflow_active_flows",
+    "goflow_sampling_rate",
+    "goflow_parse_errors_total",
+    "goflow_metric_series",
+    "goflow_metric_overflow_total",
+    "goflow_udp_kernel_drops_total",
+];
+
+#[test]
+fn dashboard_json_is_valid_and_uses_documented_metrics() {
+    let dash = dashboard();
+    assert!(
+        dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
+        "schemaVersion"
+    );
+    assert_eq!(dash["uid"], "goflow2-exporter");
+    assert!(dash["title"].as_str().is_some_and(|t| !t.is_empty()));
+    let documented = readme_metrics();
+    assert!(
+        documented.contains("goflow_bytes_by_src_addr_total") && documented.len() >= 20,
+        "README's Metrics table: {documented:?}"
+    );
+    assert_panels_are_well_formed(&dash);
+    let used = dashboard_metrics(&dash, &documented);
+    for m in ISSUE_5_PANELS {
         assert!(used.contains(m), "no panel queries {m}");
     }
     // README's queries name documented metrics too.
