@@ -50,6 +50,9 @@ mod sync;
 pub mod telemetry;
 #[cfg(test)]
 pub(crate) mod test_shared;
+// Test builds only: unit tests (cfg(test)), integration tests and benches (the `testkit` feature,
+// which Cargo.toml's dev-dependency on this package turns on).
+#[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]
 pub mod testkit;
 mod warn_limit;

@@ -1,5 +1,6 @@
-//! Builders of NetFlow v9 and IPFIX datagrams for tests and fuzzing: headers, sets, templates
-//! and records assembled from readable parts. Not used by the exporter itself.
+//! Builders of NetFlow v9 and IPFIX datagrams for tests and benches: headers, sets, templates
+//! and records assembled from readable parts. Not used by the exporter itself, and compiled only
+//! into test builds (`cfg(test)` or the `testkit` feature, see Cargo.toml).
 
 /// v9 header: version 9, count, sysUptime 10 s, unix_secs 1_700_000_000, sequence 1, source id.
 pub fn v9(source_id: u32, sets: &[Vec<u8>]) -> Vec<u8> {

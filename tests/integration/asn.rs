@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::UdpSocket;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{Exporter, MetricMap, family, repo_path, run_to_exit};
@@ -38,20 +39,9 @@ fn v5(dst: [u8; 4], bytes: u32) -> Vec<u8> {
     d
 }
 
-#[test]
-fn asn_families_from_the_database_and_the_flow_and_reloads() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("asn.mmdb");
-    std::fs::copy(repo_path("testdata/asn-test.mmdb"), &db).unwrap();
-    let mut exporter = Exporter::start(&[
-        "--stdin",
-        "on",
-        "--listen",
-        "netflow://127.0.0.1:0",
-        "--asn-db",
-        db.to_str().unwrap(),
-    ]);
-    let lines = [
+/// The five flow lines of the test, AS numbers from the database but for one.
+fn flow_lines() -> [String; 5] {
+    [
         line("192.0.2.10", "198.51.100.7", 1000, 1, 0, 0),
         line("203.0.113.9", "192.0.2.10", 2000, 1, 0, 0),
         line("2001:db8:1::5", "2001:db8:2::1", 300, 1, 0, 0),
@@ -59,16 +49,12 @@ fn asn_families_from_the_database_and_the_flow_and_reloads() {
         line("192.0.2.11", "198.51.100.8", 50, 1, 65001, 65002),
         // Scaled by the sampling rate like every bytes family.
         line("198.51.100.9", "203.0.113.1", 7, 10, 0, 0),
-    ];
-    let mut stdin = exporter.child.stdin.take().unwrap();
-    for l in &lines {
-        writeln!(stdin, "{l}").unwrap();
-    }
-    drop(stdin);
-    let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
-        m.get("goflow_stdin_lines_total") == Some(&5.0)
-    });
-    let want: MetricMap = [
+    ]
+}
+
+/// The AS families [`flow_lines`] make with `testdata/asn-test.mmdb`.
+fn expected_asn_families() -> MetricMap {
+    [
         (r#"goflow_flows_by_src_asn_total{src_asn="0"}"#, 1.0),
         (r#"goflow_flows_by_src_asn_total{src_asn="64500"}"#, 1.0),
         (r#"goflow_flows_by_src_asn_total{src_asn="64501"}"#, 1.0),
@@ -99,13 +85,13 @@ fn asn_families_from_the_database_and_the_flow_and_reloads() {
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    assert_eq!(asn_families(&m), want);
-    assert_eq!(m.get("goflow_asn_db_reload_errors_total"), Some(&0.0));
+    .collect()
+}
 
-    // SIGHUP with a changed file: 198.51.100.0/24 is now AS64510.
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    std::fs::copy(repo_path("testdata/asn-test-v2.mmdb"), &db).unwrap();
+/// SIGHUP with a changed file (`asn-test-v2.mmdb`: 198.51.100.0/24 is now AS64510): a flow to
+/// 198.51.100.7 (400 bytes) counts for AS64510, which gets its name.
+fn a_reload_renumbers(exporter: &Exporter, db: &Path, udp: &UdpSocket) {
+    std::fs::copy(repo_path("testdata/asn-test-v2.mmdb"), db).unwrap();
     exporter.signal("HUP");
     exporter.scrape_until(Duration::from_secs(10), |_| {
         exporter.logs().contains("reloaded the --asn-db file")
@@ -119,8 +105,12 @@ fn asn_families_from_the_database_and_the_flow_and_reloads() {
         m.get(r#"goflow_asn_info{as_name="Renumbered Transit",asn="64510"}"#),
         Some(&1.0)
     );
-    // A corrupt file at reload: logged, counted, the database in use stays.
-    std::fs::write(&db, b"not a database").unwrap();
+}
+
+/// A corrupt file at reload: logged, counted, the database in use stays (a flow of 600 bytes to
+/// 198.51.100.7 still counts for AS64510).
+fn a_corrupt_reload_keeps_the_database(exporter: &Exporter, db: &Path, udp: &UdpSocket) {
+    std::fs::write(db, b"not a database").unwrap();
     exporter.signal("HUP");
     exporter.scrape_until(Duration::from_secs(10), |m| {
         m.get("goflow_asn_db_reload_errors_total") == Some(&1.0)
@@ -135,6 +125,35 @@ fn asn_families_from_the_database_and_the_flow_and_reloads() {
             .logs()
             .contains("the database loaded before stays in use")
     );
+}
+
+#[test]
+fn asn_families_from_the_database_and_the_flow_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("asn.mmdb");
+    std::fs::copy(repo_path("testdata/asn-test.mmdb"), &db).unwrap();
+    let mut exporter = Exporter::start(&[
+        "--stdin",
+        "on",
+        "--listen",
+        "netflow://127.0.0.1:0",
+        "--asn-db",
+        db.to_str().unwrap(),
+    ]);
+    let mut stdin = exporter.child.stdin.take().unwrap();
+    for l in &flow_lines() {
+        writeln!(stdin, "{l}").unwrap();
+    }
+    drop(stdin);
+    let m = exporter.scrape_settled(Duration::from_secs(10), |m| {
+        m.get("goflow_stdin_lines_total") == Some(&5.0)
+    });
+    assert_eq!(asn_families(&m), expected_asn_families());
+    assert_eq!(m.get("goflow_asn_db_reload_errors_total"), Some(&0.0));
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    a_reload_renumbers(&exporter, &db, &udp);
+    a_corrupt_reload_keeps_the_database(&exporter, &db, &udp);
     let flows: f64 = family(&exporter.scrape(), "goflow_flows_total")
         .values()
         .sum();

@@ -68,6 +68,65 @@ fn v9_random(rng: &mut Lcg, v6: bool) -> Vec<u8> {
     v9(0, &[set(if v6 { 257 } else { 256 }, &body)])
 }
 
+/// Scrapes `/metrics` every 100 ms on its own thread and records each scrape's
+/// `goflow_udp_receive_gap_max_seconds`.
+struct GapRecorder {
+    done: Arc<AtomicBool>,
+    gaps: Arc<Mutex<Vec<f64>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl GapRecorder {
+    fn start(addr: SocketAddr) -> GapRecorder {
+        let done = Arc::new(AtomicBool::new(false));
+        let gaps = Arc::new(Mutex::new(Vec::<f64>::new()));
+        let thread = {
+            let (done, gaps) = (done.clone(), gaps.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let m = parse_exposition(&crate::common::http_get(addr, "/metrics").1);
+                    gaps.lock()
+                        .unwrap()
+                        .push(m["goflow_udp_receive_gap_max_seconds"]);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        GapRecorder { done, gaps, thread }
+    }
+
+    fn scrapes(&self) -> usize {
+        self.gaps.lock().unwrap().len()
+    }
+
+    /// Stops the scrapes; the gaps seen, sorted.
+    fn stop(self) -> Vec<f64> {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        let mut gaps = self.gaps.lock().unwrap().clone();
+        gaps.sort_by(f64::total_cmp);
+        gaps
+    }
+}
+
+/// Sends `datagrams` to `target` at `rate` per second, in bursts of 20 (every 10 ms at 2,000/s);
+/// returns how many were sent.
+fn send_paced(sock: &UdpSocket, target: SocketAddr, datagrams: &[Vec<u8>], rate: u64) -> u64 {
+    let start = Instant::now();
+    let mut sent = 0u64;
+    for burst in datagrams.chunks(20) {
+        let due = start + Duration::from_micros(sent * 1_000_000 / rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        for d in burst {
+            sock.send_to(d, target).unwrap();
+            sent += 1;
+        }
+    }
+    sent
+}
+
 /// At defaults (only `--listen`), random-address v9 traffic at a steady rate while `/metrics` is
 /// scraped several times a second: no datagram is dropped, every flow is counted, and the socket
 /// thread is never kept from its socket for long (`goflow_udp_receive_gap_max_seconds`), even while
@@ -85,45 +144,19 @@ fn receiving_is_not_held_up_by_publishing_or_scraping() {
         total(m, "goflow_exporter_datagrams_total") == 1.0
     });
 
-    let done = Arc::new(AtomicBool::new(false));
-    let gaps = Arc::new(Mutex::new(Vec::<f64>::new()));
-    let scraper = {
-        let (done, gaps, addr) = (done.clone(), gaps.clone(), exporter.addr);
-        std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
-                let m = parse_exposition(&crate::common::http_get(addr, "/metrics").1);
-                gaps.lock()
-                    .unwrap()
-                    .push(m["goflow_udp_receive_gap_max_seconds"]);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })
-    };
+    let recorder = GapRecorder::start(exporter.addr);
     let (rate, seconds) = (2_000u64, 3u64);
     let mut rng = Lcg(7);
     let datagrams: Vec<Vec<u8>> = (0..rate * seconds)
         .map(|i| v9_random(&mut rng, i % 2 == 1))
         .collect();
-    let start = Instant::now();
-    let mut sent = 0u64;
-    for burst in datagrams.chunks(20) {
-        // Paced in bursts of 20 datagrams every 10 ms.
-        let due = start + Duration::from_micros(sent * 1_000_000 / rate);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        for d in burst {
-            sock.send_to(d, target).unwrap();
-            sent += 1;
-        }
-    }
-    let scrapes_while_sending = gaps.lock().unwrap().len();
+    let sent = send_paced(&sock, target, &datagrams, rate);
+    let scrapes_while_sending = recorder.scrapes();
     let flows = (sent * RECORDS as u64) as f64;
     let m = exporter.scrape_settled(Duration::from_secs(30), |m| {
         total(m, "goflow_flows_total") == flows
     });
-    done.store(true, Ordering::Relaxed);
-    scraper.join().unwrap();
+    let gaps = recorder.stop();
     assert_eq!(total(&m, "goflow_udp_kernel_drops_total"), 0.0);
     assert_eq!(
         total(&m, "goflow_exporter_datagrams_total"),
@@ -136,8 +169,6 @@ fn receiving_is_not_held_up_by_publishing_or_scraping() {
     );
     assert_eq!(total(&m, "goflow_bytes_total"), flows * 100.0);
     let series = m.len();
-    let mut gaps = gaps.lock().unwrap().clone();
-    gaps.sort_by(f64::total_cmp);
     let (median, worst) = (gaps[gaps.len() / 2], gaps[gaps.len() - 1]);
     eprintln!(
         "receiving under scrapes: {sent} datagrams, {flows} flows, {series} series, {} scrapes, receive gap per publish period: median {:.2} ms, longest {:.2} ms, peak RSS {} KiB",

@@ -71,46 +71,82 @@ const LIES: &[(u64, u64, u32, bool)] = &[
     (1_000, 10, 1, true),          // normal traffic
 ];
 
-/// Records with octets/packets at 2⁶⁴−1, 2⁶³, 2³²−1 and a rate of 65,535, from UDP v5, v9 and
-/// IPFIX and from stdin JSON, interleaved with normal traffic over three rounds, while
-/// `/metrics` is scraped every 100 ms: no counter series ever decreases (read at integer
-/// precision), the implausible records are counted and added nowhere, and the rest is exact.
-#[test]
-fn lying_counters_never_make_a_counter_go_backwards() {
-    let mut exporter = Exporter::start(&["--stdin", "on", "--listen", "netflow://127.0.0.1:0"]);
-    let target = exporter.udp_addr();
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let decreases = Arc::new(Mutex::new(Vec::<String>::new()));
-    let scraper = {
-        let (done, decreases, addr) = (done.clone(), decreases.clone(), exporter.addr);
-        std::thread::spawn(move || {
-            let mut last: BTreeMap<String, u128> = BTreeMap::new();
-            let mut scrapes = 0;
-            while !done.load(Ordering::Relaxed) {
-                let now = exact_samples(&http_get(addr, "/metrics").1);
-                for (k, v) in &now {
-                    let counter = k.split('{').next().unwrap_or("").ends_with("_total");
-                    if counter && last.get(k).is_some_and(|old| v < old) {
-                        decreases
-                            .lock()
-                            .unwrap()
-                            .push(format!("{k}: {} -> {v}", last[k]));
+/// Scrapes `/metrics` every 100 ms on its own thread and records every counter series that
+/// went down from one scrape to the next (read at integer precision).
+struct DecreaseWatcher {
+    done: Arc<AtomicBool>,
+    decreases: Arc<Mutex<Vec<String>>>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl DecreaseWatcher {
+    fn start(addr: SocketAddr) -> DecreaseWatcher {
+        let done = Arc::new(AtomicBool::new(false));
+        let decreases = Arc::new(Mutex::new(Vec::<String>::new()));
+        let thread = {
+            let (done, decreases) = (done.clone(), decreases.clone());
+            std::thread::spawn(move || {
+                let mut last: BTreeMap<String, u128> = BTreeMap::new();
+                let mut scrapes = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let now = exact_samples(&http_get(addr, "/metrics").1);
+                    for (k, v) in &now {
+                        let counter = k.split('{').next().unwrap_or("").ends_with("_total");
+                        if counter && last.get(k).is_some_and(|old| v < old) {
+                            decreases
+                                .lock()
+                                .unwrap()
+                                .push(format!("{k}: {} -> {v}", last[k]));
+                        }
                     }
+                    last = now;
+                    scrapes += 1;
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                last = now;
-                scrapes += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            scrapes
-        })
-    };
-    sock.send_to(&v9(0, &[set(0, &template(300, WIDE))]), target)
-        .unwrap();
-    sock.send_to(&ipfix(0, &[set(2, &template(300, WIDE))]), target)
-        .unwrap();
-    let (mut implausible, mut flows, mut bytes) = (0u64, 0u64, 0u128);
-    let rounds = 3;
+                scrapes
+            })
+        };
+        DecreaseWatcher {
+            done,
+            decreases,
+            thread,
+        }
+    }
+
+    /// Stops the scrapes: (how many, the decreases seen).
+    fn stop(self) -> (usize, Vec<String>) {
+        self.done.store(true, Ordering::Relaxed);
+        let scrapes = self.thread.join().unwrap();
+        let decreases = self.decreases.lock().unwrap().clone();
+        (scrapes, decreases)
+    }
+}
+
+/// What the exporter must count of the records sent.
+#[derive(Default)]
+struct Tally {
+    implausible: u64,
+    flows: u64,
+    /// Scaled bytes.
+    bytes: u128,
+}
+
+impl Tally {
+    fn add(&mut self, plausible: bool, bytes: u64, rate: u64) {
+        if plausible {
+            self.flows += 1;
+            self.bytes += u128::from(bytes) * u128::from(rate);
+        } else {
+            self.implausible += 1;
+        }
+    }
+}
+
+/// Each record of [`LIES`] `rounds` times, as v9, IPFIX, a stdin JSON line and v5 (template 300
+/// already sent); returns what the exporter must count.
+fn send_lies(exporter: &mut Exporter, sock: &UdpSocket, rounds: usize) -> Tally {
+    let target = exporter.udp_addr();
+    let mut tally = Tally::default();
     for _ in 0..rounds {
         for &(b, p, rate, ok) in LIES {
             let records = wide_record(b, p, rate);
@@ -128,32 +164,40 @@ fn lying_counters_never_make_a_counter_go_backwards() {
                 .unwrap();
             // v9, IPFIX and stdin carry the record as it is; v5 its 32-bit, 14-bit-rate form.
             let v5_ok = u128::from(v5_bytes) * u128::from(v5_rate.max(1)) <= 50_000_000_000;
-            for (ok, b, rate) in [
-                (ok, b, u64::from(rate)),
-                (ok, b, u64::from(rate)),
-                (ok, b, u64::from(rate)),
-                (v5_ok, u64::from(v5_bytes), u64::from(v5_rate.max(1))),
-            ] {
-                if ok {
-                    flows += 1;
-                    bytes += u128::from(b) * u128::from(rate);
-                } else {
-                    implausible += 1;
-                }
+            for _ in 0..3 {
+                tally.add(ok, b, u64::from(rate));
             }
+            tally.add(v5_ok, u64::from(v5_bytes), u64::from(v5_rate.max(1)));
             exporter.stdin().flush().unwrap();
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    tally
+}
+
+/// Records with octets/packets at 2⁶⁴−1, 2⁶³, 2³²−1 and a rate of 65,535, from UDP v5, v9 and
+/// IPFIX and from stdin JSON, interleaved with normal traffic over three rounds, while
+/// `/metrics` is scraped every 100 ms: no counter series ever decreases (read at integer
+/// precision), the implausible records are counted and added nowhere, and the rest is exact.
+#[test]
+fn lying_counters_never_make_a_counter_go_backwards() {
+    let mut exporter = Exporter::start(&["--stdin", "on", "--listen", "netflow://127.0.0.1:0"]);
+    let target = exporter.udp_addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let watcher = DecreaseWatcher::start(exporter.addr);
+    sock.send_to(&v9(0, &[set(0, &template(300, WIDE))]), target)
+        .unwrap();
+    sock.send_to(&ipfix(0, &[set(2, &template(300, WIDE))]), target)
+        .unwrap();
+    let rounds = 3;
+    let want = send_lies(&mut exporter, &sock, rounds);
     let sent = (2 + rounds * LIES.len() * 3) as f64;
     let m = exporter.scrape_settled(Duration::from_secs(20), |m| {
         total(m, "goflow_exporter_datagrams_total") == sent
             && m.get("goflow_stdin_lines_total") == Some(&((rounds * LIES.len()) as f64))
     });
     std::thread::sleep(Duration::from_millis(300));
-    done.store(true, Ordering::Relaxed);
-    let scrapes = scraper.join().unwrap();
-    let decreases = decreases.lock().unwrap().clone();
+    let (scrapes, decreases) = watcher.stop();
     assert!(
         decreases.is_empty(),
         "counters went backwards: {decreases:#?}"
@@ -163,19 +207,19 @@ fn lying_counters_never_make_a_counter_go_backwards() {
     let exact = exact_samples(&text);
     assert_eq!(
         exact[r#"goflow_parse_errors_total{error_type="implausible_value"}"#],
-        u128::from(implausible)
+        u128::from(want.implausible)
     );
-    assert_eq!(total(&m, "goflow_flows_total"), flows as f64);
+    assert_eq!(total(&m, "goflow_flows_total"), want.flows as f64);
     let bytes_total: u128 = exact
         .iter()
         .filter(|(k, _)| k.starts_with("goflow_bytes_total{"))
         .map(|(_, v)| *v)
         .sum();
-    assert_eq!(bytes_total, bytes, "the plausible traffic, exactly");
+    assert_eq!(bytes_total, want.bytes, "the plausible traffic, exactly");
     let other_errors: f64 = family(&m, "goflow_parse_errors_total")
         .values()
         .sum::<f64>()
-        - implausible as f64;
+        - want.implausible as f64;
     assert_eq!(other_errors, 0.0);
 }
 

@@ -5,6 +5,7 @@ mod asn;
 mod cardinality;
 mod collector;
 mod common;
+mod deployment;
 mod flows_out;
 mod hostile;
 mod lifecycle;

@@ -32,6 +32,103 @@ fn assert_matches(what: &str, m: &MetricMap, want: &Value, sampler_of: &dyn Fn(&
     assert_matches_named(what, m, want, sampler_of, &HashMap::new());
 }
 
+/// The families the exporter counts flows in (the others are its own health).
+const FLOW_FAMILIES: [&str; 16] = [
+    "goflow_flows_by_direction_total{",
+    "goflow_bytes_by_direction_total{",
+    "goflow_packets_by_direction_total{",
+    "goflow_flows_by_interface_total{",
+    "goflow_bytes_by_interface_total{",
+    "goflow_packets_by_interface_total{",
+    "goflow_flows_total{",
+    "goflow_bytes_total{",
+    "goflow_packets_total{",
+    "goflow_flows_by_protocol_total{",
+    "goflow_bytes_by_protocol_total{",
+    "goflow_packets_by_protocol_total{",
+    "goflow_flows_by_src_addr_total{",
+    "goflow_bytes_by_src_addr_total{",
+    "goflow_flows_by_dst_addr_total{",
+    "goflow_bytes_by_dst_addr_total{",
+];
+
+/// tshark's scaled totals (`want["sampling"]["scaled_by"]`) as the exporter's series, added up
+/// where two keys map to one series.
+struct Expected<'a> {
+    map: MetricMap,
+    sampler_of: &'a dyn Fn(&str) -> String,
+}
+
+impl Expected<'_> {
+    fn put(&mut self, k: String, v: &Value) {
+        *self.map.entry(k).or_default() += v.as_f64().unwrap();
+    }
+
+    fn per_sampler_and_flow_type(&mut self, s: &Value) {
+        for (key, t) in s["by_exporter"].as_object().unwrap() {
+            let (addr, ty) = key.split_once('|').unwrap();
+            let l = format!(
+                r#"flow_type="{ty}",sampler_address="{}""#,
+                (self.sampler_of)(addr)
+            );
+            self.put(format!("goflow_flows_total{{{l}}}"), &t["flows"]);
+            self.put(format!("goflow_bytes_total{{{l}}}"), &t["bytes"]);
+            self.put(format!("goflow_packets_total{{{l}}}"), &t["packets"]);
+        }
+    }
+
+    fn per_protocol(&mut self, s: &Value) {
+        for (proto, t) in s["by_protocol"].as_object().unwrap() {
+            // tshark's "None": the template has no protocol field (softflowd's ICMP templates).
+            let l = format!(r#"protocol="{}""#, protocol_name(proto.parse::<u8>().ok()));
+            for f in ["flows", "bytes", "packets"] {
+                self.put(format!("goflow_{f}_by_protocol_total{{{l}}}"), &t[f]);
+            }
+        }
+    }
+
+    fn per_address(&mut self, s: &Value) {
+        for (dir, family_key) in [("src", "by_src_addr"), ("dst", "by_dst_addr")] {
+            for (addr, t) in s[family_key].as_object().unwrap() {
+                let l = format!(r#"{dir}_addr="{addr}""#);
+                for f in ["flows", "bytes"] {
+                    self.put(format!("goflow_{f}_by_{dir}_addr_total{{{l}}}"), &t[f]);
+                }
+            }
+        }
+    }
+
+    /// With --local-net / --interfaces (tshark-expected.py's options of the same names).
+    fn per_direction_and_interface(&mut self, s: &Value, interface_names: &HashMap<&str, &str>) {
+        for (key, t) in s["by_direction"].as_object().into_iter().flatten() {
+            let (addr, d) = key.split_once('|').unwrap();
+            let l = format!(
+                r#"direction="{d}",sampler_address="{}""#,
+                (self.sampler_of)(addr)
+            );
+            for f in ["flows", "bytes", "packets"] {
+                self.put(format!("goflow_{f}_by_direction_total{{{l}}}"), &t[f]);
+            }
+        }
+        for (key, t) in s["by_interface"].as_object().into_iter().flatten() {
+            let mut parts = key.split('|');
+            let (addr, index, side) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            let name = interface_names.get(index).copied().unwrap_or(index);
+            let l = format!(
+                r#"direction="{side}",interface="{name}",sampler_address="{}""#,
+                (self.sampler_of)(addr)
+            );
+            for f in ["flows", "bytes", "packets"] {
+                self.put(format!("goflow_{f}_by_interface_total{{{l}}}"), &t[f]);
+            }
+        }
+    }
+}
+
 /// [`assert_matches`], with `interface_names` (index → the `--interface-name` given for it).
 fn assert_matches_named(
     what: &str,
@@ -41,96 +138,20 @@ fn assert_matches_named(
     interface_names: &HashMap<&str, &str>,
 ) {
     let s = &want["sampling"]["scaled_by"];
-    let mut expected = MetricMap::new();
-    let mut got = MetricMap::new();
-    let mut put = |k: String, v: &Value| {
-        *expected.entry(k).or_default() += v.as_f64().unwrap();
+    let mut expected = Expected {
+        map: MetricMap::new(),
+        sampler_of,
     };
-    for (key, t) in s["by_exporter"].as_object().unwrap() {
-        let (addr, ty) = key.split_once('|').unwrap();
-        let l = format!(r#"flow_type="{ty}",sampler_address="{}""#, sampler_of(addr));
-        put(format!("goflow_flows_total{{{l}}}"), &t["flows"]);
-        put(format!("goflow_bytes_total{{{l}}}"), &t["bytes"]);
-        put(format!("goflow_packets_total{{{l}}}"), &t["packets"]);
-    }
-    for (proto, t) in s["by_protocol"].as_object().unwrap() {
-        // tshark's "None": the template has no protocol field (softflowd's ICMP templates).
-        let l = format!(r#"protocol="{}""#, protocol_name(proto.parse::<u8>().ok()));
-        put(
-            format!("goflow_flows_by_protocol_total{{{l}}}"),
-            &t["flows"],
-        );
-        put(
-            format!("goflow_bytes_by_protocol_total{{{l}}}"),
-            &t["bytes"],
-        );
-        put(
-            format!("goflow_packets_by_protocol_total{{{l}}}"),
-            &t["packets"],
-        );
-    }
-    for (dir, family_key) in [("src", "by_src_addr"), ("dst", "by_dst_addr")] {
-        for (addr, t) in s[family_key].as_object().unwrap() {
-            let l = format!(r#"{dir}_addr="{addr}""#);
-            put(
-                format!("goflow_flows_by_{dir}_addr_total{{{l}}}"),
-                &t["flows"],
-            );
-            put(
-                format!("goflow_bytes_by_{dir}_addr_total{{{l}}}"),
-                &t["bytes"],
-            );
-        }
-    }
-    // With --local-net / --interfaces (tshark-expected.py's options of the same names).
-    for (key, t) in s["by_direction"].as_object().into_iter().flatten() {
-        let (addr, d) = key.split_once('|').unwrap();
-        let l = format!(r#"direction="{d}",sampler_address="{}""#, sampler_of(addr));
-        for f in ["flows", "bytes", "packets"] {
-            put(format!("goflow_{f}_by_direction_total{{{l}}}"), &t[f]);
-        }
-    }
-    for (key, t) in s["by_interface"].as_object().into_iter().flatten() {
-        let mut parts = key.split('|');
-        let (addr, index, side) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-        );
-        let name = interface_names.get(index).copied().unwrap_or(index);
-        let l = format!(
-            r#"direction="{side}",interface="{name}",sampler_address="{}""#,
-            sampler_of(addr)
-        );
-        for f in ["flows", "bytes", "packets"] {
-            put(format!("goflow_{f}_by_interface_total{{{l}}}"), &t[f]);
-        }
-    }
-    for (k, v) in m {
-        let is_flow_family = [
-            "goflow_flows_by_direction_total{",
-            "goflow_bytes_by_direction_total{",
-            "goflow_packets_by_direction_total{",
-            "goflow_flows_by_interface_total{",
-            "goflow_bytes_by_interface_total{",
-            "goflow_packets_by_interface_total{",
-            "goflow_flows_total{",
-            "goflow_bytes_total{",
-            "goflow_packets_total{",
-            "goflow_flows_by_protocol_total{",
-            "goflow_bytes_by_protocol_total{",
-            "goflow_packets_by_protocol_total{",
-            "goflow_flows_by_src_addr_total{",
-            "goflow_bytes_by_src_addr_total{",
-            "goflow_flows_by_dst_addr_total{",
-            "goflow_bytes_by_dst_addr_total{",
-        ]
+    expected.per_sampler_and_flow_type(s);
+    expected.per_protocol(s);
+    expected.per_address(s);
+    expected.per_direction_and_interface(s, interface_names);
+    let expected = expected.map;
+    let got: MetricMap = m
         .iter()
-        .any(|p| k.starts_with(p));
-        if is_flow_family {
-            got.insert(k.clone(), *v);
-        }
-    }
+        .filter(|(k, _)| FLOW_FAMILIES.iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
     if got != expected {
         let diff: Vec<_> = expected
             .iter()

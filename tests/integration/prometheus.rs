@@ -1,8 +1,8 @@
 //! The deployment files against real tools: a real Prometheus server (Debian package
 //! `prometheus`) scrapes a real exporter with the shipped `deploy/prometheus.yml`, and every PromQL
 //! query of the README and of the Grafana dashboard must return the series the fixture implies;
-//! `promtool` checks the shipped configuration and the dashboard's expressions; the compose file,
-//! the Dockerfiles and the systemd units must reference files, ports and variables that exist.
+//! `promtool` checks the shipped configuration and the dashboard's expressions. (What the compose
+//! file, the Dockerfiles and the systemd units name is checked in `deployment.rs`.)
 //!
 //! The traffic is `testdata/fixtures/mixed-v9-3exporters.pcap` (softflowd and pmacct, one exporter
 //! sampling 1:4): replayed once before Prometheus starts, then sent again over UDP a few times, so
@@ -410,6 +410,59 @@ fn field(map: &Value, key: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// Datagrams per sampler address (an address's exporters added up).
+fn datagrams_by_sampler(want: &Value) -> BTreeMap<String, f64> {
+    let mut sampler_datagrams = BTreeMap::new();
+    for e in want["exporters"].as_array().unwrap() {
+        *sampler_datagrams
+            .entry(e["address"].as_str().unwrap().to_string())
+            .or_default() += e["datagrams"].as_f64().unwrap();
+    }
+    sampler_datagrams
+}
+
+/// The sampling rate of each sampler address: one per exporter, the same for an address's
+/// exporters.
+fn rate_by_sampler(want: &Value) -> BTreeMap<String, f64> {
+    let mut sampler_rate = BTreeMap::new();
+    for (k, rates) in want["sampling"]["rate_by_exporter"].as_object().unwrap() {
+        let addr: SocketAddr = k.parse().unwrap();
+        let rates = rates.as_array().unwrap();
+        assert_eq!(rates.len(), 1, "{k}: one rate per exporter");
+        let rate = rates[0].as_f64().unwrap();
+        let prev = sampler_rate.insert(addr.ip().to_string(), rate);
+        assert!(
+            prev.is_none_or(|p| p == rate),
+            "{k}: the exporters of one address disagree"
+        );
+    }
+    sampler_rate
+}
+
+/// tshark's bytes `by_interface` ("sampler|index|side") as "sampler|interface|side", with the
+/// interface names the exporters send in options data (softflowd names interface 0 after the
+/// capture it read), as tshark decoded them: the exporter labels by them.
+fn interface_bytes(want: &Value, by_interface: &Value) -> BTreeMap<String, f64> {
+    let mut if_names = HashMap::new();
+    for r in want["options_data_records"].as_array().unwrap() {
+        if let (Some(index), Some(name)) =
+            (r["scope_interface"].as_u64(), r["if_name_ie82"].as_str())
+        {
+            let addr: SocketAddr = r["exporter"].as_str().unwrap().parse().unwrap();
+            if_names.insert(format!("{}|{index}", addr.ip()), name.to_string());
+        }
+    }
+    field(by_interface, "bytes")
+        .into_iter()
+        .map(|(k, v)| {
+            let (router_index, side) = k.rsplit_once('|').unwrap();
+            let (router, index) = router_index.split_once('|').unwrap();
+            let label = if_names.get(router_index).map_or(index, String::as_str);
+            (format!("{router}|{label}|{side}"), v)
+        })
+        .collect()
+}
+
 impl Fixture {
     fn load() -> Fixture {
         let want: Value =
@@ -427,53 +480,15 @@ impl Fixture {
             .into_iter()
             .map(|(p, v)| (protocol_name(p.parse::<u8>().ok()).to_string(), v))
             .collect();
-        let mut sampler_datagrams = BTreeMap::new();
-        for e in want["exporters"].as_array().unwrap() {
-            *sampler_datagrams
-                .entry(e["address"].as_str().unwrap().to_string())
-                .or_default() += e["datagrams"].as_f64().unwrap();
-        }
-        let mut sampler_rate = BTreeMap::new();
-        for (k, rates) in want["sampling"]["rate_by_exporter"].as_object().unwrap() {
-            let addr: SocketAddr = k.parse().unwrap();
-            let rates = rates.as_array().unwrap();
-            assert_eq!(rates.len(), 1, "{k}: one rate per exporter");
-            let rate = rates[0].as_f64().unwrap();
-            let prev = sampler_rate.insert(addr.ip().to_string(), rate);
-            assert!(
-                prev.is_none_or(|p| p == rate),
-                "{k}: the exporters of one address disagree"
-            );
-        }
         let with_options = tshark_expected(
             &repo_path(FIXTURE),
             FIXTURE_PORT,
             &["--local-net", LOCAL_NET, "--interfaces"],
         );
         let o = &with_options["sampling"]["scaled_by"];
-        // Interface names the exporters send in options data (softflowd names interface 0 after
-        // the capture it read), as tshark decoded them: the exporter labels by them.
-        let mut if_names = HashMap::new();
-        for r in want["options_data_records"].as_array().unwrap() {
-            if let (Some(index), Some(name)) =
-                (r["scope_interface"].as_u64(), r["if_name_ie82"].as_str())
-            {
-                let addr: SocketAddr = r["exporter"].as_str().unwrap().parse().unwrap();
-                if_names.insert(format!("{}|{index}", addr.ip()), name.to_string());
-            }
-        }
-        let interface_bytes = field(&o["by_interface"], "bytes")
-            .into_iter()
-            .map(|(k, v)| {
-                let (router_index, side) = k.rsplit_once('|').unwrap();
-                let (router, index) = router_index.split_once('|').unwrap();
-                let label = if_names.get(router_index).map_or(index, String::as_str);
-                (format!("{router}|{label}|{side}"), v)
-            })
-            .collect();
         Fixture {
             direction_bytes: field(&o["by_direction"], "bytes"),
-            interface_bytes,
+            interface_bytes: interface_bytes(&want, &o["by_interface"]),
             datagrams: want["datagrams"].as_u64().unwrap(),
             scaled_bytes: want["sampling"]["scaled_totals"]["bytes"].as_f64().unwrap(),
             src_bytes: field(&s["by_src_addr"], "bytes"),
@@ -483,8 +498,8 @@ impl Fixture {
             sampler_packets: by_sampler("packets"),
             sampler_flows: by_sampler("flows"),
             sampler_types: s["by_exporter"].as_object().unwrap().len(),
-            sampler_datagrams,
-            sampler_rate,
+            sampler_datagrams: datagrams_by_sampler(&want),
+            sampler_rate: rate_by_sampler(&want),
         }
     }
 }
@@ -611,206 +626,269 @@ fn assert_shares_of(q: &str, res: &[Sample], labels: &[&str], want: &BTreeMap<St
     assert_shares(q, &joined, "key", want);
 }
 
-/// Asserts what `q` must return. Every README and dashboard query needs a case here.
-fn check(q: &str, res: &[Sample], ctx: &Ctx) {
-    let fx = ctx.fx;
-    match normalize(q).as_str() {
-        r#"topk(10, sum by (asn, as_name) (label_replace(rate(goflow_bytes_by_src_asn_total[R]) * 8, "asn", "$1", "src_asn", "(.*)") * on(asn) group_left(as_name) goflow_asn_info))"# =>
-        {
-            // Source bytes of the addresses the database names, by their AS (AS 0 has no name,
-            // so the join leaves it out).
-            let mut want = BTreeMap::new();
-            for (addr, bytes) in &fx.src_bytes {
-                if let Some(asn) = test_asn(addr) {
-                    *want.entry(asn.to_string()).or_default() += bytes;
-                }
-            }
-            assert!(want.len() >= 2, "{want:?}");
-            assert_shares_of(q, res, &["asn", "as_name"], &want);
-        }
-        "sum by (sampler_address, direction) (rate(goflow_bytes_by_direction_total[R]) * 8)" => {
-            assert_shares_of(
-                q,
-                res,
-                &["sampler_address", "direction"],
-                &fx.direction_bytes,
-            );
-        }
-        "sum by (sampler_address, interface, direction) (rate(goflow_bytes_by_interface_total[R]) * 8)" =>
-        {
-            assert_shares_of(
-                q,
-                res,
-                &["sampler_address", "interface", "direction"],
-                &fx.interface_bytes,
-            );
-        }
-        "topk(10, rate(goflow_bytes_by_src_addr_total[R]) * 8)" => {
-            assert_top(q, res, "src_addr", &fx.src_bytes, 10);
-        }
-        "topk(10, rate(goflow_bytes_by_dst_addr_total[R]) * 8)" => {
-            assert_top(q, res, "dst_addr", &fx.dst_bytes, 10);
-        }
-        "sum by (protocol) (rate(goflow_bytes_by_protocol_total[R]) * 8)" => {
-            assert_shares(q, res, "protocol", &fx.protocol_bytes);
-        }
-        "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[R]) * 8)" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_bytes);
-            // All routers' bytes are all protocols' bytes.
-            let total: f64 = res.iter().map(|s| s.value).sum();
-            let by_protocol = ctx.sum_of(
-                q,
-                "sum by (protocol) (rate(goflow_bytes_by_protocol_total[{R}]) * 8)",
-            );
-            assert!(close(total, by_protocol), "{q}: {total} != {by_protocol}");
-        }
-        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8 / 1e6" => {
+/// A check of one query's result: the query as written, its result, what it may look at.
+type Check = fn(&str, &[Sample], &Ctx);
+
+/// What every README and dashboard query must return, by query with its range selectors
+/// normalized (`[R]`, see [`normalize`]). Every query needs a row here.
+const EXPECTATIONS: &[(&str, Check)] = &[
+    (
+        r#"topk(10, sum by (asn, as_name) (label_replace(rate(goflow_bytes_by_src_asn_total[R]) * 8, "asn", "$1", "src_asn", "(.*)") * on(asn) group_left(as_name) goflow_asn_info))"#,
+        source_as_bytes_in_the_database_s_shares,
+    ),
+    (
+        "sum by (sampler_address, direction) (rate(goflow_bytes_by_direction_total[R]) * 8)",
+        |q, res, ctx| {
+            let labels = ["sampler_address", "direction"];
+            assert_shares_of(q, res, &labels, &ctx.fx.direction_bytes);
+        },
+    ),
+    (
+        "sum by (sampler_address, interface, direction) (rate(goflow_bytes_by_interface_total[R]) * 8)",
+        |q, res, ctx| {
+            let labels = ["sampler_address", "interface", "direction"];
+            assert_shares_of(q, res, &labels, &ctx.fx.interface_bytes);
+        },
+    ),
+    (
+        "topk(10, rate(goflow_bytes_by_src_addr_total[R]) * 8)",
+        |q, res, ctx| assert_top(q, res, "src_addr", &ctx.fx.src_bytes, 10),
+    ),
+    (
+        "topk(10, rate(goflow_bytes_by_dst_addr_total[R]) * 8)",
+        |q, res, ctx| assert_top(q, res, "dst_addr", &ctx.fx.dst_bytes, 10),
+    ),
+    (
+        "sum by (protocol) (rate(goflow_bytes_by_protocol_total[R]) * 8)",
+        |q, res, ctx| assert_shares(q, res, "protocol", &ctx.fx.protocol_bytes),
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[R]) * 8)",
+        sampler_bits_add_up_to_the_protocols_bits,
+    ),
+    (
+        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8 / 1e6",
+        |q, res, ctx| {
             let v = single(q, res);
             let bps = ctx.sum_of(
                 q,
                 "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[{R}]) * 8)",
             );
             assert!(v > 0.0 && close(v, bps / 1e6), "{q}: {v} Mbps, {bps} bps");
-        }
-        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8" => {
+        },
+    ),
+    (
+        "sum(rate(goflow_bytes_by_sampler_total[R])) * 8",
+        |q, res, ctx| {
             let v = single(q, res);
             let bps = ctx.sum_of(
                 q,
                 "sum by (sampler_address) (rate(goflow_bytes_by_sampler_total[{R}]) * 8)",
             );
             assert!(v > 0.0 && close(v, bps), "{q}: {v} bps, per sampler {bps}");
-        }
-        "sum by (sampler_address) (rate(goflow_packets_by_sampler_total[R]))" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_packets);
-        }
-        "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[R]))" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_flows);
-        }
-        "sum(rate(goflow_flows_by_sampler_total[R]))" => {
-            let v = single(q, res);
-            let per = ctx.query(&format!(
-                "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[{}]))",
-                range_of(q)
-            ));
-            assert_shares(q, &per, "sampler_address", &fx.sampler_flows);
-            let sum: f64 = per.iter().map(|s| s.value).sum();
-            assert!(v > 0.0 && close(v, sum), "{q}: {v}, per sampler {sum}");
-        }
-        "sum by (sampler_address) (rate(goflow_exporter_datagrams_total[R]))" => {
-            assert_shares(q, res, "sampler_address", &fx.sampler_datagrams);
-        }
-        "goflow_active_flows" => {
-            let got = by_label(q, res, "sampler_address");
-            let want: BTreeMap<String, f64> = family(ctx.scrape, "goflow_active_flows{")
-                .into_iter()
-                .map(|(k, v)| {
-                    let addr = k.split('"').nth(1).unwrap().to_string();
-                    (addr, v)
-                })
-                .collect();
-            assert_eq!(keys(&got), keys(&fx.sampler_bytes), "{q}: samplers");
-            for (a, v) in &got {
-                assert!(*v > 0.0, "{q}: {a} has no active flow");
-                assert_eq!(Some(v), want.get(*a), "{q}: {a}, the exporter says");
-            }
-        }
-        "sum(goflow_active_flows)" => {
-            let v = single(q, res);
-            let want: f64 = family(ctx.scrape, "goflow_active_flows{").values().sum();
-            assert!(v > 0.0 && v == want, "{q}: {v}, the exporter says {want}");
-        }
-        "goflow_sampling_rate" => {
-            let got = by_label(q, res, "sampler_address");
-            let want: BTreeMap<&str, f64> = fx
-                .sampler_rate
-                .iter()
-                .map(|(a, r)| (a.as_str(), *r))
-                .collect();
-            assert_eq!(got, want, "{q}");
-        }
-        "sum by (error_type) (rate(goflow_parse_errors_total[R]))" => {
-            let got = by_label(q, res, "error_type");
-            let documented = readme_error_types();
-            assert_eq!(
-                keys(&got),
-                documented.iter().map(String::as_str).collect(),
-                "{q}: the error types of README's table"
-            );
-            for (t, v) in &got {
-                // Only the bad stdin lines the test wrote.
-                if *t == "invalid_json" {
-                    assert!(*v > 0.0, "{q}: invalid_json is {v}");
-                } else {
-                    assert_eq!(*v, 0.0, "{q}: {t}");
-                }
-            }
-        }
-        "sum by (error_type) (rate(goflow_parse_errors_total[R])) > 0" => {
+        },
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_packets_by_sampler_total[R]))",
+        |q, res, ctx| assert_shares(q, res, "sampler_address", &ctx.fx.sampler_packets),
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[R]))",
+        |q, res, ctx| assert_shares(q, res, "sampler_address", &ctx.fx.sampler_flows),
+    ),
+    (
+        "sum(rate(goflow_flows_by_sampler_total[R]))",
+        flow_rate_is_the_sum_of_the_samplers,
+    ),
+    (
+        "sum by (sampler_address) (rate(goflow_exporter_datagrams_total[R]))",
+        |q, res, ctx| assert_shares(q, res, "sampler_address", &ctx.fx.sampler_datagrams),
+    ),
+    ("goflow_active_flows", active_flows_are_the_exporter_s),
+    ("sum(goflow_active_flows)", |q, res, ctx| {
+        let v = single(q, res);
+        let want: f64 = family(ctx.scrape, "goflow_active_flows{").values().sum();
+        assert!(v > 0.0 && v == want, "{q}: {v}, the exporter says {want}");
+    }),
+    ("goflow_sampling_rate", |q, res, ctx| {
+        let got = by_label(q, res, "sampler_address");
+        let want: BTreeMap<&str, f64> = ctx
+            .fx
+            .sampler_rate
+            .iter()
+            .map(|(a, r)| (a.as_str(), *r))
+            .collect();
+        assert_eq!(got, want, "{q}");
+    }),
+    (
+        "sum by (error_type) (rate(goflow_parse_errors_total[R]))",
+        error_types_are_the_readme_s_and_only_invalid_json_moves,
+    ),
+    (
+        "sum by (error_type) (rate(goflow_parse_errors_total[R])) > 0",
+        |q, res, _| {
             let got = by_label(q, res, "error_type");
             assert_eq!(keys(&got), ["invalid_json"].into_iter().collect(), "{q}");
-        }
-        "sum(rate(goflow_parse_errors_total[R]))" => {
-            let v = single(q, res);
-            let by_type = ctx.sum_of(
-                q,
-                "sum by (error_type) (rate(goflow_parse_errors_total[{R}]))",
-            );
-            assert!(v > 0.0 && close(v, by_type), "{q}: {v}, by type {by_type}");
-        }
-        "goflow_metric_series" => {
-            let got = by_label(q, res, "metric");
-            let (src, dst) = (fx.src_bytes.len(), fx.dst_bytes.len());
-            let (protocols, samplers) = (fx.protocol_bytes.len(), fx.sampler_bytes.len());
-            let want = [
-                ("goflow_flows_by_src_addr_total", src),
-                ("goflow_bytes_by_src_addr_total", src),
-                ("goflow_flows_by_dst_addr_total", dst),
-                ("goflow_bytes_by_dst_addr_total", dst),
-                ("goflow_flows_by_protocol_total", protocols),
-                ("goflow_bytes_by_protocol_total", protocols),
-                ("goflow_packets_by_protocol_total", protocols),
-                ("goflow_flows_by_sampler_total", samplers),
-                ("goflow_bytes_by_sampler_total", samplers),
-                ("goflow_packets_by_sampler_total", samplers),
-                ("goflow_flows_total", fx.sampler_types),
-                ("goflow_bytes_total", fx.sampler_types),
-                ("goflow_packets_total", fx.sampler_types),
-            ];
-            for (m, n) in want {
-                assert_eq!(got.get(m), Some(&(n as f64)), "{q}: {m}: {got:?}");
-            }
-        }
-        "rate(goflow_metric_overflow_total[R]) > 0" => {
-            assert!(res.is_empty(), "{q}: no family is full: {res:?}");
-        }
-        "sum by (metric) (rate(goflow_metric_overflow_total[R]))" => {
-            let got = by_label(q, res, "metric");
-            let series: BTreeSet<String> = ctx
-                .query("goflow_metric_series")
-                .iter()
-                .map(|s| s.label("metric").to_string())
-                .collect();
-            assert_eq!(
-                keys(&got),
-                series.iter().map(String::as_str).collect(),
-                "{q}: one overflow counter per metric of goflow_metric_series"
-            );
-            assert!(got.values().all(|v| *v == 0.0), "{q}: {got:?}");
-        }
-        "rate(goflow_active_flows_overflow_total[R])" => {
+        },
+    ),
+    ("sum(rate(goflow_parse_errors_total[R]))", |q, res, ctx| {
+        let v = single(q, res);
+        let by_type = ctx.sum_of(
+            q,
+            "sum by (error_type) (rate(goflow_parse_errors_total[{R}]))",
+        );
+        assert!(v > 0.0 && close(v, by_type), "{q}: {v}, by type {by_type}");
+    }),
+    (
+        "goflow_metric_series",
+        series_per_family_are_the_fixture_s_label_sets,
+    ),
+    ("rate(goflow_metric_overflow_total[R]) > 0", |q, res, _| {
+        assert!(res.is_empty(), "{q}: no family is full: {res:?}");
+    }),
+    (
+        "sum by (metric) (rate(goflow_metric_overflow_total[R]))",
+        one_idle_overflow_counter_per_metric,
+    ),
+    (
+        "rate(goflow_active_flows_overflow_total[R])",
+        |q, res, _| {
             assert_eq!(single(q, res), 0.0, "{q}");
-        }
-        "sum by (listener) (rate(goflow_udp_kernel_drops_total[R]))" => {
+        },
+    ),
+    (
+        "sum by (listener) (rate(goflow_udp_kernel_drops_total[R]))",
+        |q, res, _| {
             let got = by_label(q, res, "listener");
             let want: BTreeMap<&str, f64> = [("netflow://127.0.0.1:0", 0.0)].into();
             assert_eq!(got, want, "{q}");
+        },
+    ),
+];
+
+/// Asserts what `q` must return: its row of [`EXPECTATIONS`].
+fn check(q: &str, res: &[Sample], ctx: &Ctx) {
+    let normalized = normalize(q);
+    let Some((_, check)) = EXPECTATIONS.iter().find(|(n, _)| *n == normalized) else {
+        panic!(
+            "no expectation for the query {q:?} (normalized: {normalized:?}): add a row to \
+             EXPECTATIONS in tests/integration/prometheus.rs"
+        );
+    };
+    check(q, res, ctx);
+}
+
+/// Source bytes of the addresses the database names, by their AS (AS 0 has no name, so the join
+/// leaves it out).
+fn source_as_bytes_in_the_database_s_shares(q: &str, res: &[Sample], ctx: &Ctx) {
+    let mut want = BTreeMap::new();
+    for (addr, bytes) in &ctx.fx.src_bytes {
+        if let Some(asn) = test_asn(addr) {
+            *want.entry(asn.to_string()).or_default() += bytes;
         }
-        _ => panic!(
-            "no expectation for the query {q:?} (normalized: {:?}): add a case to check() in \
-             tests/integration/prometheus.rs",
-            normalize(q)
-        ),
     }
+    assert!(want.len() >= 2, "{want:?}");
+    assert_shares_of(q, res, &["asn", "as_name"], &want);
+}
+
+/// The samplers' shares; all routers' bytes are all protocols' bytes.
+fn sampler_bits_add_up_to_the_protocols_bits(q: &str, res: &[Sample], ctx: &Ctx) {
+    assert_shares(q, res, "sampler_address", &ctx.fx.sampler_bytes);
+    let total: f64 = res.iter().map(|s| s.value).sum();
+    let by_protocol = ctx.sum_of(
+        q,
+        "sum by (protocol) (rate(goflow_bytes_by_protocol_total[{R}]) * 8)",
+    );
+    assert!(close(total, by_protocol), "{q}: {total} != {by_protocol}");
+}
+
+fn flow_rate_is_the_sum_of_the_samplers(q: &str, res: &[Sample], ctx: &Ctx) {
+    let v = single(q, res);
+    let per = ctx.query(&format!(
+        "sum by (sampler_address) (rate(goflow_flows_by_sampler_total[{}]))",
+        range_of(q)
+    ));
+    assert_shares(q, &per, "sampler_address", &ctx.fx.sampler_flows);
+    let sum: f64 = per.iter().map(|s| s.value).sum();
+    assert!(v > 0.0 && close(v, sum), "{q}: {v}, per sampler {sum}");
+}
+
+/// One series per sampler, each > 0 and equal to the exporter's own /metrics.
+fn active_flows_are_the_exporter_s(q: &str, res: &[Sample], ctx: &Ctx) {
+    let got = by_label(q, res, "sampler_address");
+    let want: BTreeMap<String, f64> = family(ctx.scrape, "goflow_active_flows{")
+        .into_iter()
+        .map(|(k, v)| {
+            let addr = k.split('"').nth(1).unwrap().to_string();
+            (addr, v)
+        })
+        .collect();
+    assert_eq!(keys(&got), keys(&ctx.fx.sampler_bytes), "{q}: samplers");
+    for (a, v) in &got {
+        assert!(*v > 0.0, "{q}: {a} has no active flow");
+        assert_eq!(Some(v), want.get(*a), "{q}: {a}, the exporter says");
+    }
+}
+
+/// The error types of README's table, all 0 but the bad stdin lines the test wrote.
+fn error_types_are_the_readme_s_and_only_invalid_json_moves(q: &str, res: &[Sample], _: &Ctx) {
+    let got = by_label(q, res, "error_type");
+    let documented = readme_error_types();
+    assert_eq!(
+        keys(&got),
+        documented.iter().map(String::as_str).collect(),
+        "{q}: the error types of README's table"
+    );
+    for (t, v) in &got {
+        if *t == "invalid_json" {
+            assert!(*v > 0.0, "{q}: invalid_json is {v}");
+        } else {
+            assert_eq!(*v, 0.0, "{q}: {t}");
+        }
+    }
+}
+
+/// Label sets per family: the fixture's addresses, protocols, samplers and (sampler, flow type)
+/// pairs.
+fn series_per_family_are_the_fixture_s_label_sets(q: &str, res: &[Sample], ctx: &Ctx) {
+    let fx = ctx.fx;
+    let got = by_label(q, res, "metric");
+    let (src, dst) = (fx.src_bytes.len(), fx.dst_bytes.len());
+    let (protocols, samplers) = (fx.protocol_bytes.len(), fx.sampler_bytes.len());
+    let want = [
+        ("goflow_flows_by_src_addr_total", src),
+        ("goflow_bytes_by_src_addr_total", src),
+        ("goflow_flows_by_dst_addr_total", dst),
+        ("goflow_bytes_by_dst_addr_total", dst),
+        ("goflow_flows_by_protocol_total", protocols),
+        ("goflow_bytes_by_protocol_total", protocols),
+        ("goflow_packets_by_protocol_total", protocols),
+        ("goflow_flows_by_sampler_total", samplers),
+        ("goflow_bytes_by_sampler_total", samplers),
+        ("goflow_packets_by_sampler_total", samplers),
+        ("goflow_flows_total", fx.sampler_types),
+        ("goflow_bytes_total", fx.sampler_types),
+        ("goflow_packets_total", fx.sampler_types),
+    ];
+    for (m, n) in want {
+        assert_eq!(got.get(m), Some(&(n as f64)), "{q}: {m}: {got:?}");
+    }
+}
+
+/// One overflow counter per metric of `goflow_metric_series`, none moving.
+fn one_idle_overflow_counter_per_metric(q: &str, res: &[Sample], ctx: &Ctx) {
+    let got = by_label(q, res, "metric");
+    let series: BTreeSet<String> = ctx
+        .query("goflow_metric_series")
+        .iter()
+        .map(|s| s.label("metric").to_string())
+        .collect();
+    assert_eq!(
+        keys(&got),
+        series.iter().map(String::as_str).collect(),
+        "{q}: one overflow counter per metric of goflow_metric_series"
+    );
+    assert!(got.values().all(|v| *v == 0.0), "{q}: {got:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,19 +929,11 @@ fn total(m: &MetricMap, name: &str) -> f64 {
     family(m, &format!("{name}{{")).values().sum()
 }
 
-#[test]
-fn real_prometheus_answers_every_readme_and_dashboard_query() {
-    if !available(
-        has_tool("prometheus"),
-        "prometheus (Debian package prometheus)",
-    ) || !available(has_tool("tshark"), "tshark (Debian package tshark)")
-    {
-        return;
-    }
-    let test_start = Instant::now();
-    let fx = Fixture::load();
+/// The exporter with the fixture replayed and counted, stdin open (for the bad lines) and UDP on
+/// loopback.
+fn exporter_with_the_fixture_replayed(fx: &Fixture) -> Exporter {
     let pcap = repo_path(FIXTURE);
-    let mut exporter = Exporter::start(&[
+    let exporter = Exporter::start(&[
         "--stdin",
         "on",
         "--listen",
@@ -883,20 +953,15 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
         m.get("goflow_replay_datagrams_total") == Some(&n)
             && total(m, "goflow_bytes_by_sampler_total") == fx.scaled_bytes
     });
+    exporter
+}
 
-    // Prometheus with the shipped configuration; two scrapes of the replayed fixture before more
-    // traffic, so every rate() window starts at a complete copy of it.
-    let prom = Prometheus::start(&test_config(exporter.addr));
-    prom.query_until(
-        Duration::from_secs(20),
-        "two scrapes of the replayed capture",
-        r#"count_over_time(goflow_replay_datagrams_total{job="goflow2-exporter"}[1m])"#,
-        |r| r.len() == 1 && r[0].value >= 2.0,
-    );
-
-    // The fixture again over UDP, BURSTS times, from the exporters' original loopback addresses,
-    // with one bad line on stdin each time (invalid_json). Each burst is complete before the next.
-    let bytes = std::fs::read(&pcap).unwrap();
+/// The fixture again over UDP, [`BURSTS`] times, from the exporters' original loopback addresses,
+/// with one bad line on stdin each time (invalid_json). Each burst is complete (and counted, none
+/// dropped) before the next, a little over a scrape interval apart.
+fn send_the_fixture_in_bursts(exporter: &mut Exporter, fx: &Fixture) {
+    let n = fx.datagrams as f64;
+    let bytes = std::fs::read(repo_path(FIXTURE)).unwrap();
     let (datagrams, _) = read_datagrams(&bytes).expect("a capture");
     assert_eq!(datagrams.len() as u64, fx.datagrams);
     let target = exporter.udp_addr();
@@ -928,6 +993,56 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
         });
         std::thread::sleep(Duration::from_millis(1100));
     }
+}
+
+/// Runs every README and dashboard query (each distinct one once) through [`check`]; returns how
+/// many ran.
+fn check_every_query(ctx: &Ctx) -> usize {
+    let readme = readme_queries();
+    assert!(readme.len() >= 6, "README's ```promql blocks: {readme:?}");
+    let dash = dashboard_queries();
+    assert!(dash.len() >= 10, "dashboard expressions: {dash:?}");
+    let mut ran = BTreeSet::new();
+    for q in readme.iter().chain(&dash) {
+        if ran.insert(q.clone()) {
+            let res = ctx.query(q);
+            check(q, &res, ctx);
+            eprintln!("ok: {q} -> {} series", res.len());
+        }
+    }
+    for q in &dash {
+        assert!(ran.contains(q), "dashboard query not run: {q}");
+    }
+    for q in &readme {
+        assert!(ran.contains(q), "README query not run: {q}");
+    }
+    ran.len()
+}
+
+#[test]
+fn real_prometheus_answers_every_readme_and_dashboard_query() {
+    if !available(
+        has_tool("prometheus"),
+        "prometheus (Debian package prometheus)",
+    ) || !available(has_tool("tshark"), "tshark (Debian package tshark)")
+    {
+        return;
+    }
+    let test_start = Instant::now();
+    let fx = Fixture::load();
+    let mut exporter = exporter_with_the_fixture_replayed(&fx);
+
+    // Prometheus with the shipped configuration; two scrapes of the replayed fixture before more
+    // traffic, so every rate() window starts at a complete copy of it.
+    let prom = Prometheus::start(&test_config(exporter.addr));
+    prom.query_until(
+        Duration::from_secs(20),
+        "two scrapes of the replayed capture",
+        r#"count_over_time(goflow_replay_datagrams_total{job="goflow2-exporter"}[1m])"#,
+        |r| r.len() == 1 && r[0].value >= 2.0,
+    );
+
+    send_the_fixture_in_bursts(&mut exporter, &fx);
     let scrape = exporter.scrape();
     assert_eq!(
         total(&scrape, "goflow_udp_kernel_drops_total"),
@@ -949,53 +1064,24 @@ fn real_prometheus_answers_every_readme_and_dashboard_query() {
         "too slow: the 1m windows no longer reach the first scrape"
     );
 
-    let readme = readme_queries();
-    assert!(readme.len() >= 6, "README's ```promql blocks: {readme:?}");
-    let dash = dashboard_queries();
-    assert!(dash.len() >= 10, "dashboard expressions: {dash:?}");
     let ctx = Ctx {
         prom: &prom,
         time,
         fx: &fx,
         scrape: &scrape,
     };
-    let mut ran = BTreeSet::new();
-    for q in readme.iter().chain(&dash) {
-        if ran.insert(q.clone()) {
-            let res = ctx.query(q);
-            check(q, &res, &ctx);
-            eprintln!("ok: {q} -> {} series", res.len());
-        }
-    }
-    for q in &dash {
-        assert!(ran.contains(q), "dashboard query not run: {q}");
-    }
-    for q in &readme {
-        assert!(ran.contains(q), "README query not run: {q}");
-    }
+    let ran = check_every_query(&ctx);
     eprintln!(
-        "{} queries checked against a real Prometheus in {:.1} s",
-        ran.len(),
+        "{ran} queries checked against a real Prometheus in {:.1} s",
         test_start.elapsed().as_secs_f64()
     );
 }
 
-#[test]
-fn dashboard_json_is_valid_and_uses_documented_metrics() {
-    let dash = dashboard();
-    assert!(
-        dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
-        "schemaVersion"
-    );
-    assert_eq!(dash["uid"], "goflow2-exporter");
-    assert!(dash["title"].as_str().is_some_and(|t| !t.is_empty()));
-    let documented = readme_metrics();
-    assert!(
-        documented.contains("goflow_bytes_by_src_addr_total") && documented.len() >= 20,
-        "README's Metrics table: {documented:?}"
-    );
+/// Every panel has a title and a unique id; every panel but a row has a grid position and at
+/// least one query, on the `prometheus` datasource, with unique refIds.
+fn assert_panels_are_well_formed(dash: &Value) {
     let mut ids = BTreeSet::new();
-    for p in panels(&dash) {
+    for p in panels(dash) {
         let title = p["title"].as_str().expect("every panel has a title");
         assert!(
             ids.insert(p["id"].as_u64().expect("panel id")),
@@ -1019,9 +1105,13 @@ fn dashboard_json_is_valid_and_uses_documented_metrics() {
             assert_eq!(t["datasource"]["uid"], "prometheus", "{title}: datasource");
         }
     }
-    let targets = dashboard_targets(&dash);
+}
+
+/// The metrics the dashboard's expressions query; each expression names at least one, and only
+/// `documented` ones.
+fn dashboard_metrics(dash: &Value, documented: &BTreeSet<String>) -> BTreeSet<String> {
     let mut used = BTreeSet::new();
-    for (title, expr) in &targets {
+    for (title, expr) in &dashboard_targets(dash) {
         eprintln!("{title}: {expr}");
         let names = metric_names(expr);
         assert!(!names.is_empty(), "{title}: {expr} names no goflow_ metric");
@@ -1033,20 +1123,41 @@ fn dashboard_json_is_valid_and_uses_documented_metrics() {
             used.insert(name);
         }
     }
-    // The panels issue 5 asks for.
-    for m in [
-        "goflow_bytes_by_sampler_total",
-        "goflow_bytes_by_protocol_total",
-        "goflow_bytes_by_src_addr_total",
-        "goflow_bytes_by_dst_addr_total",
-        "goflow_packets_by_sampler_total",
-        "goflow_active_flows",
-        "goflow_sampling_rate",
-        "goflow_parse_errors_total",
-        "goflow_metric_series",
-        "goflow_metric_overflow_total",
-        "goflow_udp_kernel_drops_total",
-    ] {
+    used
+}
+
+/// The metrics issue 5 asks the dashboard's panels to show.
+const ISSUE_5_PANELS: [&str; 11] = [
+    "goflow_bytes_by_sampler_total",
+    "goflow_bytes_by_protocol_total",
+    "goflow_bytes_by_src_addr_total",
+    "goflow_bytes_by_dst_addr_total",
+    "goflow_packets_by_sampler_total",
+    "goflow_active_flows",
+    "goflow_sampling_rate",
+    "goflow_parse_errors_total",
+    "goflow_metric_series",
+    "goflow_metric_overflow_total",
+    "goflow_udp_kernel_drops_total",
+];
+
+#[test]
+fn dashboard_json_is_valid_and_uses_documented_metrics() {
+    let dash = dashboard();
+    assert!(
+        dash["schemaVersion"].as_u64().is_some_and(|v| v >= 36),
+        "schemaVersion"
+    );
+    assert_eq!(dash["uid"], "goflow2-exporter");
+    assert!(dash["title"].as_str().is_some_and(|t| !t.is_empty()));
+    let documented = readme_metrics();
+    assert!(
+        documented.contains("goflow_bytes_by_src_addr_total") && documented.len() >= 20,
+        "README's Metrics table: {documented:?}"
+    );
+    assert_panels_are_well_formed(&dash);
+    let used = dashboard_metrics(&dash, &documented);
+    for m in ISSUE_5_PANELS {
         assert!(used.contains(m), "no panel queries {m}");
     }
     // README's queries name documented metrics too.
@@ -1112,414 +1223,4 @@ fn promtool_checks_the_config_and_the_dashboard_as_rules() {
         out.status.success() && report.contains(&format!("SUCCESS: {count} rules found")),
         "promtool check rules:\n{report}\nrules:\n{rules}"
     );
-}
-
-// ---------------------------------------------------------------------------------------------
-// docker-compose.yml, without a YAML parser: the file's own layout (two-space indents, lists of
-// strings, maps of scalars), read line by line.
-
-#[derive(Default, Debug)]
-struct Service {
-    image: Option<String>,
-    build: BTreeMap<String, String>,
-    ports: Vec<String>,
-    volumes: Vec<String>,
-    environment: BTreeMap<String, String>,
-    command: Vec<String>,
-    depends_on: Vec<String>,
-}
-
-#[derive(Default, Debug)]
-struct Compose {
-    services: BTreeMap<String, Service>,
-    volumes: BTreeSet<String>,
-}
-
-fn unquote(s: &str) -> String {
-    let s = s.trim();
-    s.strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .or_else(|| s.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')))
-        .unwrap_or(s)
-        .to_string()
-}
-
-fn parse_compose(text: &str) -> Compose {
-    let mut c = Compose::default();
-    let (mut top, mut service, mut key) = (String::new(), String::new(), String::new());
-    for (n, line) in text.lines().enumerate() {
-        let t = line.trim_start();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        let indent = line.len() - t.len();
-        let at = || format!("docker-compose.yml:{}: {line}", n + 1);
-        match (indent, top.as_str()) {
-            (0, _) => {
-                top = t
-                    .strip_suffix(':')
-                    .unwrap_or_else(|| panic!("{}", at()))
-                    .into();
-            }
-            (2, "services") => {
-                service = t
-                    .strip_suffix(':')
-                    .unwrap_or_else(|| panic!("{}", at()))
-                    .into();
-                c.services.insert(service.clone(), Service::default());
-            }
-            (2, "volumes") => {
-                c.volumes.insert(t.trim_end_matches(':').to_string());
-            }
-            (4, "services") => {
-                let (k, v) = t.split_once(':').unwrap_or_else(|| panic!("{}", at()));
-                key = k.to_string();
-                let s = c.services.get_mut(&service).unwrap();
-                match (k, v.trim()) {
-                    ("image", v) => s.image = Some(unquote(v)),
-                    ("build", "") => {}
-                    ("build", v) => {
-                        s.build.insert("context".into(), unquote(v));
-                    }
-                    (_, "") => {}
-                    (_, v) if v.starts_with('[') => {
-                        let items = v.trim_start_matches('[').trim_end_matches(']');
-                        let items = items.split(',').map(unquote).collect();
-                        match k {
-                            "depends_on" => s.depends_on = items,
-                            "command" => s.command = items,
-                            _ => {}
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            (6, "services") => {
-                let s = c.services.get_mut(&service).unwrap();
-                if let Some(item) = t.strip_prefix("- ") {
-                    let item = unquote(item);
-                    match key.as_str() {
-                        "ports" => s.ports.push(item),
-                        "volumes" => s.volumes.push(item),
-                        "command" => s.command.push(item),
-                        "depends_on" => s.depends_on.push(item),
-                        _ => {}
-                    }
-                } else {
-                    let (k, v) = t.split_once(':').unwrap_or_else(|| panic!("{}", at()));
-                    match key.as_str() {
-                        "environment" => {
-                            s.environment.insert(k.to_string(), unquote(v));
-                        }
-                        "build" => {
-                            s.build.insert(k.to_string(), unquote(v));
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    c
-}
-
-/// `deploy/grafana/...` → the value of `key:` in a small YAML file (first occurrence).
-fn yaml_value(rel: &str, key: &str) -> String {
-    let text = std::fs::read_to_string(repo_path(rel)).unwrap();
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(&format!("{key}:")))
-        .map(unquote)
-        .unwrap_or_else(|| panic!("{rel}: no {key}"))
-}
-
-/// The container port a published `HOST:CONTAINER[/proto]` maps to, by host port.
-fn published(s: &Service) -> BTreeMap<String, String> {
-    s.ports
-        .iter()
-        .map(|p| {
-            let (host, container) = p.split_once(':').expect("HOST:CONTAINER");
-            let proto = container.split_once('/').map_or("tcp", |(_, p)| p);
-            let container = container.split('/').next().unwrap();
-            (format!("{host}/{proto}"), container.to_string())
-        })
-        .collect()
-}
-
-#[test]
-fn compose_stack_mounts_existing_files_and_publishes_the_ports() {
-    let text = std::fs::read_to_string(repo_path("docker-compose.yml")).unwrap();
-    let c = parse_compose(&text);
-    assert_eq!(
-        c.services.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["exporter", "grafana", "prometheus"],
-        "services"
-    );
-    let (exporter, prometheus, grafana) = (
-        &c.services["exporter"],
-        &c.services["prometheus"],
-        &c.services["grafana"],
-    );
-
-    // Ports: host → container.
-    let want = [
-        (exporter, "2055/udp", "2055"),
-        (exporter, "9090/tcp", "9090"),
-        (prometheus, "9091/tcp", "9090"),
-        (grafana, "3000/tcp", "3000"),
-    ];
-    for (s, host, container) in want {
-        assert_eq!(
-            published(s).get(host).map(String::as_str),
-            Some(container),
-            "{host} published: {:?}",
-            s.ports
-        );
-    }
-
-    // Every bind mount's host path exists; every named volume is declared.
-    let mut mounts: BTreeMap<String, String> = BTreeMap::new();
-    for (name, s) in &c.services {
-        for v in &s.volumes {
-            let mut parts = v.split(':');
-            let (host, container) = (parts.next().unwrap(), parts.next().expect("a target"));
-            if let Some(rel) = host.strip_prefix("./") {
-                assert!(
-                    repo_path(rel).exists(),
-                    "{name}: mounts {host}, which does not exist"
-                );
-                mounts.insert(host.to_string(), container.to_string());
-            } else {
-                assert!(
-                    c.volumes.contains(host),
-                    "{name}: volume {host} is not declared"
-                );
-            }
-        }
-    }
-
-    // The exporter is built from Dockerfile.standalone in this directory.
-    assert_eq!(exporter.build.get("context").map(String::as_str), Some("."));
-    let dockerfile = exporter.build.get("dockerfile").expect("build.dockerfile");
-    assert!(repo_path(dockerfile).is_file(), "{dockerfile}");
-
-    // Prometheus reads the mounted deploy/prometheus.yml, which scrapes the exporter service on its
-    // container port.
-    let config_target = &mounts["./deploy/prometheus.yml"];
-    assert!(
-        prometheus
-            .command
-            .contains(&format!("--config.file={config_target}")),
-        "prometheus command: {:?}",
-        prometheus.command
-    );
-    let shipped = std::fs::read_to_string(repo_path(PROMETHEUS_YML)).unwrap();
-    assert!(shipped.contains("job_name: goflow2-exporter"), "job name");
-    assert!(
-        shipped.contains("scrape_interval: 15s"),
-        "15 s scrape interval"
-    );
-    assert!(
-        shipped.contains(r#"targets: ["exporter:9090"]"#),
-        "target exporter:9090"
-    );
-    assert!(published(exporter).values().any(|p| p == "9090"));
-
-    // Grafana: provisioning, the dashboards folder where the provider looks, the home dashboard,
-    // the datasource pointing at the prometheus service, admin/admin.
-    assert_eq!(
-        mounts["./deploy/grafana/provisioning"],
-        "/etc/grafana/provisioning"
-    );
-    for f in [
-        "deploy/grafana/provisioning/datasources/prometheus.yml",
-        "deploy/grafana/provisioning/dashboards/dashboards.yml",
-        DASHBOARD,
-    ] {
-        assert!(repo_path(f).is_file(), "{f}");
-    }
-    let provider_path = yaml_value(
-        "deploy/grafana/provisioning/dashboards/dashboards.yml",
-        "path",
-    );
-    assert_eq!(
-        mounts["./deploy/grafana/dashboards"], provider_path,
-        "the dashboard provider reads the mounted folder"
-    );
-    let home = &grafana.environment["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"];
-    let home_file = home
-        .strip_prefix(&format!("{provider_path}/"))
-        .expect("home dashboard in the provider's folder");
-    assert!(repo_path(&format!("deploy/grafana/dashboards/{home_file}")).is_file());
-    assert_eq!(grafana.environment["GF_SECURITY_ADMIN_USER"], "admin");
-    assert_eq!(grafana.environment["GF_SECURITY_ADMIN_PASSWORD"], "admin");
-    let ds = "deploy/grafana/provisioning/datasources/prometheus.yml";
-    assert_eq!(yaml_value(ds, "url"), "http://prometheus:9090");
-    assert_eq!(yaml_value(ds, "type"), "prometheus");
-    assert_eq!(
-        yaml_value(ds, "uid"),
-        "prometheus",
-        "the uid the dashboard uses"
-    );
-    assert_eq!(yaml_value(ds, "timeInterval"), "15s", "the scrape interval");
-    assert!(published(prometheus).values().any(|p| p == "9090"));
-    assert_eq!(grafana.depends_on, ["prometheus"]);
-    assert_eq!(prometheus.depends_on, ["exporter"]);
-    assert!(
-        prometheus
-            .image
-            .as_deref()
-            .unwrap()
-            .starts_with("prom/prometheus:")
-    );
-    assert!(
-        grafana
-            .image
-            .as_deref()
-            .unwrap()
-            .starts_with("grafana/grafana:")
-    );
-}
-
-/// The `GOFLOW2_EXPORTER_*` names of README's Flags table.
-fn readme_env_vars() -> BTreeSet<String> {
-    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
-    readme
-        .lines()
-        .filter(|l| l.starts_with("| `--"))
-        .filter_map(|l| l.split('`').nth(3))
-        .filter(|v| v.starts_with("GOFLOW2_EXPORTER_"))
-        .map(str::to_string)
-        .collect()
-}
-
-/// `GOFLOW2_EXPORTER_*` names set in `text` (`NAME=` or `NAME: `).
-fn env_vars_set(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("GOFLOW2_EXPORTER_") {
-        let name: String = rest[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        rest = &rest[i + name.len()..];
-        if (rest.starts_with('=') || rest.starts_with(':')) && name != "GOFLOW2_EXPORTER_BIN" {
-            out.insert(name);
-        }
-    }
-    out
-}
-
-#[test]
-fn dockerfiles_and_units_match_the_readme() {
-    let readme = std::fs::read_to_string(repo_path("README.md")).unwrap();
-    assert!(
-        readme.contains("cargo build --release --locked"),
-        "README gives the build command the Dockerfiles run"
-    );
-    let documented = readme_env_vars();
-    assert!(
-        documented.contains("GOFLOW2_EXPORTER_STDIN") && documented.len() >= 15,
-        "README's Flags table: {documented:?}"
-    );
-    let ignore = std::fs::read_to_string(repo_path(".dockerignore")).unwrap();
-    let ignored: BTreeSet<&str> = ignore
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    for name in ["Dockerfile", "Dockerfile.standalone"] {
-        let text = std::fs::read_to_string(repo_path(name)).unwrap();
-        assert!(
-            text.contains("cargo build --release --locked"),
-            "{name}: the README's build command"
-        );
-        let lines: Vec<&str> = text.lines().collect();
-        let user = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix("USER "))
-            .expect("USER");
-        assert!(
-            !["root", "0", "0:0"].contains(&user.trim()),
-            "{name}: USER {user}"
-        );
-        assert!(text.contains("HEALTHCHECK"), "{name}: HEALTHCHECK");
-        let expose = lines
-            .iter()
-            .find_map(|l| l.strip_prefix("EXPOSE "))
-            .expect("EXPOSE");
-        for port in ["2055/udp", "9090/tcp"] {
-            assert!(
-                expose.split_whitespace().any(|p| p == port),
-                "{name}: EXPOSE {port}"
-            );
-        }
-        // COPY from the build context: the files exist and .dockerignore keeps them.
-        for l in &lines {
-            let Some(args) = l.strip_prefix("COPY ") else {
-                continue;
-            };
-            if args.contains("--from=") {
-                continue;
-            }
-            let words: Vec<&str> = args
-                .split_whitespace()
-                .filter(|w| !w.starts_with("--"))
-                .collect();
-            for src in &words[..words.len() - 1] {
-                if *src == "." {
-                    continue;
-                }
-                assert!(repo_path(src).exists(), "{name}: COPY {src}: missing");
-                let first = src.split('/').next().unwrap();
-                assert!(
-                    !ignored.contains(first),
-                    "{name}: COPY {src}: in .dockerignore"
-                );
-            }
-        }
-        for var in env_vars_set(&text) {
-            assert!(
-                documented.contains(&var),
-                "{name}: {var} is not a documented variable"
-            );
-        }
-    }
-    let standalone = std::fs::read_to_string(repo_path("Dockerfile.standalone")).unwrap();
-    assert!(standalone.contains("\nENV GOFLOW2_EXPORTER_STDIN=off\n"));
-    let all_in_one = std::fs::read_to_string(repo_path("Dockerfile")).unwrap();
-    assert!(all_in_one.contains("ARG GOFLOW2_VERSION=v2.2.6"));
-    assert!(all_in_one.contains("FROM netsampler/goflow2:${GOFLOW2_VERSION}"));
-    for unit in [
-        "deploy/systemd/goflow2-exporter.service",
-        "deploy/systemd/goflow2-exporter-pipe.service",
-        "docker-compose.yml",
-    ] {
-        let text = std::fs::read_to_string(repo_path(unit)).unwrap();
-        for var in env_vars_set(&text) {
-            assert!(
-                documented.contains(&var),
-                "{unit}: {var} is not a documented variable"
-            );
-        }
-    }
-    let pipe =
-        std::fs::read_to_string(repo_path("deploy/systemd/goflow2-exporter-pipe.service")).unwrap();
-    assert!(pipe.contains(
-        "-format json -transport file | exec /usr/local/bin/goflow2-exporter --exit-on-eof"
-    ));
-    for unit in ["goflow2-exporter.service", "goflow2-exporter-pipe.service"] {
-        let text = std::fs::read_to_string(repo_path(&format!("deploy/systemd/{unit}"))).unwrap();
-        for opt in [
-            "DynamicUser=yes",
-            "ProtectSystem=strict",
-            "NoNewPrivileges=yes",
-            "ExecStart=",
-        ] {
-            assert!(text.contains(opt), "{unit}: {opt}");
-        }
-    }
 }

@@ -2,7 +2,7 @@
 //! move, and that the process still serves correct metrics afterwards.
 
 use std::io::Write;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use goflow2_exporter::testkit::{BASIC, basic_record, ipfix, set, template, v9};
@@ -27,34 +27,46 @@ fn good(bytes: u32) -> Vec<u8> {
     )
 }
 
-#[test]
-fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() {
-    let exporter = Exporter::start(&["--stdin", "off", "--listen", "netflow://127.0.0.1:0"]);
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let target = exporter.udp_addr();
-    // Variable-length template 302: src (4), interfaceName (IE 82, variable), bytes (4).
-    let varlen_template = set(2, &template(302, &[(8, 4), (82, 0xFFFF), (1, 4)]));
-    let varlen = |name: &[u8]| {
-        let mut r = vec![10, 0, 0, 1, name.len() as u8];
-        r.extend_from_slice(name);
-        r.extend_from_slice(&1u32.to_be_bytes());
-        r
-    };
-    let mut zero_length_set = good(1);
-    zero_length_set.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0xde, 0xad]);
-    let len = zero_length_set.len() as u16;
-    zero_length_set[2..4].copy_from_slice(&len.to_be_bytes());
-    let mut over_long_set = v9(0, &[set(0, &template(256, BASIC))]);
-    over_long_set.extend_from_slice(&[0x01, 0x00, 0xff, 0xf0, 1, 2, 3, 4]);
-    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+/// Variable-length template 302: src (4), interfaceName (IE 82, variable), bytes (4).
+fn varlen_template() -> Vec<u8> {
+    set(2, &template(302, &[(8, 4), (82, 0xFFFF), (1, 4)]))
+}
+
+/// A template-302 record from 10.0.0.1 of 1 byte, interface `name`.
+fn varlen(name: &[u8]) -> Vec<u8> {
+    let mut r = vec![10, 0, 0, 1, name.len() as u8];
+    r.extend_from_slice(name);
+    r.extend_from_slice(&1u32.to_be_bytes());
+    r
+}
+
+/// A good IPFIX datagram followed by a set header of length 0 (message length adjusted).
+fn zero_length_set() -> Vec<u8> {
+    let mut d = good(1);
+    d.extend_from_slice(&[0x01, 0x00, 0x00, 0x00, 0xde, 0xad]);
+    let len = d.len() as u16;
+    d[2..4].copy_from_slice(&len.to_be_bytes());
+    d
+}
+
+/// A v9 template followed by a set whose length runs past the datagram.
+fn over_long_set() -> Vec<u8> {
+    let mut d = v9(0, &[set(0, &template(256, BASIC))]);
+    d.extend_from_slice(&[0x01, 0x00, 0xff, 0xf0, 1, 2, 3, 4]);
+    d
+}
+
+/// (what, datagram, the `error_type` it must count; "" for none).
+fn malformed_cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    vec![
         (
             "zero-length set header",
-            zero_length_set,
+            zero_length_set(),
             "malformed_datagram",
         ),
         (
             "set length past the datagram",
-            over_long_set,
+            over_long_set(),
             "malformed_datagram",
         ),
         (
@@ -64,7 +76,7 @@ fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() 
             ipfix(
                 0,
                 &[
-                    varlen_template.clone(),
+                    varlen_template(),
                     set(302, &[varlen(b"a"), varlen(b""), varlen(b"c")].concat()),
                 ],
             ),
@@ -75,7 +87,7 @@ fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() 
             ipfix(
                 0,
                 &[
-                    varlen_template,
+                    varlen_template(),
                     set(302, &[10, 0, 0, 1, 255, 0xff, 0xff, 1, 2, 3]),
                 ],
             ),
@@ -97,7 +109,15 @@ fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() 
             ipfix(7, &[set(999, &[1, 2, 3, 4])]),
             "missing_template",
         ),
-    ];
+    ]
+}
+
+#[test]
+fn malformed_datagram_classes_are_counted_exactly_and_good_data_still_decodes() {
+    let exporter = Exporter::start(&["--stdin", "off", "--listen", "netflow://127.0.0.1:0"]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = exporter.udp_addr();
+    let cases = malformed_cases();
     let mut expected: std::collections::BTreeMap<&str, f64> = Default::default();
     let mut sent = 0.0;
     for (what, datagram, kind) in &cases {
@@ -266,6 +286,65 @@ fn flow_times_far_in_the_future_or_past_do_not_break_active_flows() {
     assert_eq!(errors(&m, "invalid_field"), 0.0);
 }
 
+fn sum(m: &MetricMap, family_prefix: &str) -> f64 {
+    family(m, family_prefix).values().sum::<f64>()
+}
+
+/// A flow from 10.2.2.2 of 1 byte (template 256 known).
+fn probe() -> Vec<u8> {
+    ipfix(
+        0,
+        &[set(
+            256,
+            &basic_record([10, 2, 2, 2], [10, 1, 1, 2], 17, 1, 1),
+        )],
+    )
+}
+
+/// Sends IPFIX datagrams of 30 records (like a busy router; from 10.1.1.1) as fast as the
+/// socket takes them for 3 s, after the template; returns the datagrams sent, template included.
+fn flood(sock: &UdpSocket, target: SocketAddr) -> u64 {
+    let records: Vec<u8> =
+        std::iter::repeat_n(basic_record([10, 1, 1, 1], [10, 1, 1, 2], 6, 100, 1), 30)
+            .flatten()
+            .collect();
+    sock.send_to(&ipfix(0, &[set(2, &template(256, BASIC))]), target)
+        .unwrap();
+    let burst = ipfix(0, &[set(256, &records)]);
+    let start = Instant::now();
+    let mut sent = 1u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        if sock.send_to(&burst, target).is_ok() {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// The kernel reports drops with the next datagram it delivers: probes slowly until the books
+/// balance (received + dropped = `sent` + probes); returns the scrape then.
+fn probe_until_the_books_balance(
+    exporter: &Exporter,
+    sock: &UdpSocket,
+    target: SocketAddr,
+    sent: u64,
+) -> MetricMap {
+    let mut probes = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        sock.send_to(&probe(), target).unwrap();
+        probes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+        let m = exporter.scrape();
+        let received = sum(&m, "goflow_exporter_datagrams_total");
+        let dropped = sum(&m, "goflow_udp_kernel_drops_total");
+        if received + dropped == (sent + probes) as f64 && received >= probes as f64 {
+            return exporter.scrape();
+        }
+        assert!(Instant::now() < deadline, "books never balanced: {m:#?}");
+    }
+}
+
 /// Pushes datagrams faster than the process decodes them: kernel drops are counted, every
 /// datagram sent is accounted for (decoded or dropped), memory stays bounded and the process
 /// recovers. Prints the figures recorded in BENCHMARKS.md.
@@ -283,56 +362,12 @@ fn overload_is_visible_and_recovers() {
     ]);
     let target = exporter.udp_addr();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    // 30 records per datagram, like a busy router.
-    let records: Vec<u8> =
-        std::iter::repeat_n(basic_record([10, 1, 1, 1], [10, 1, 1, 2], 6, 100, 1), 30)
-            .flatten()
-            .collect();
-    sock.send_to(&ipfix(0, &[set(2, &template(256, BASIC))]), target)
-        .unwrap();
-    let burst = ipfix(0, &[set(256, &records)]);
     let start = Instant::now();
-    let mut sent = 1u64;
-    while start.elapsed() < Duration::from_secs(3) {
-        if sock.send_to(&burst, target).is_ok() {
-            sent += 1;
-        }
-    }
+    let sent = flood(&sock, target);
     let offered = (sent - 1) as f64 / start.elapsed().as_secs_f64();
-    // The kernel reports drops with the next datagram it delivers: probe slowly until the books
-    // balance (received + dropped = sent).
-    let probe = ipfix(
-        0,
-        &[set(
-            256,
-            &basic_record([10, 2, 2, 2], [10, 1, 1, 2], 17, 1, 1),
-        )],
-    );
-    let mut probes = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let m = loop {
-        sock.send_to(&probe, target).unwrap();
-        probes += 1;
-        std::thread::sleep(Duration::from_millis(50));
-        let m = exporter.scrape();
-        let received = family(&m, "goflow_exporter_datagrams_total")
-            .values()
-            .sum::<f64>();
-        let dropped = family(&m, "goflow_udp_kernel_drops_total")
-            .values()
-            .sum::<f64>();
-        if received + dropped == (sent + probes) as f64 && received >= probes as f64 {
-            let _ = m;
-            break exporter.scrape();
-        }
-        assert!(Instant::now() < deadline, "books never balanced: {m:#?}");
-    };
-    let received = family(&m, "goflow_exporter_datagrams_total")
-        .values()
-        .sum::<f64>();
-    let dropped = family(&m, "goflow_udp_kernel_drops_total")
-        .values()
-        .sum::<f64>();
+    let m = probe_until_the_books_balance(&exporter, &sock, target, sent);
+    let received = sum(&m, "goflow_exporter_datagrams_total");
+    let dropped = sum(&m, "goflow_udp_kernel_drops_total");
     let decoded_flows = m[r#"goflow_flows_by_src_addr_total{src_addr="10.1.1.1"}"#];
     // The first probes may still meet a full queue (and be dropped, and counted): what was
     // received is the template, the burst datagrams and the probes that got through.
@@ -348,7 +383,7 @@ fn overload_is_visible_and_recovers() {
     );
     // Recovered: once the queue has drained, every datagram is received and decoded.
     for _ in 0..20 {
-        sock.send_to(&probe, target).unwrap();
+        sock.send_to(&probe(), target).unwrap();
         std::thread::sleep(Duration::from_millis(10));
     }
     let after = exporter.scrape_until(Duration::from_secs(10), |m| {
@@ -356,9 +391,7 @@ fn overload_is_visible_and_recovers() {
             == Some(&(probes_received + 20.0))
     });
     assert_eq!(
-        family(&after, "goflow_udp_kernel_drops_total")
-            .values()
-            .sum::<f64>(),
+        sum(&after, "goflow_udp_kernel_drops_total"),
         dropped,
         "no drop after recovery"
     );

@@ -5,17 +5,32 @@ use std::time::Duration;
 
 use crate::common::{Exporter, MetricMap, repo_path};
 
-fn expected() -> MetricMap {
-    let input_len = std::fs::metadata(repo_path("testdata/golden.jsonl"))
-        .unwrap()
-        .len() as f64;
-    let mut m = MetricMap::new();
-    let mut put = |k: &str, v: f64| {
+/// The expected scrape, put together family by family: a key put twice is a mistake in the
+/// expectation.
+#[derive(Default)]
+struct Expected(MetricMap);
+
+impl Expected {
+    fn put(&mut self, k: &str, v: f64) {
         assert!(
-            m.insert(k.to_string(), v).is_none(),
+            self.0.insert(k.to_string(), v).is_none(),
             "{k} twice in the expectation"
         );
-    };
+    }
+}
+
+fn expected() -> MetricMap {
+    let mut e = Expected::default();
+    per_sampler_and_flow_type(&mut e);
+    per_protocol(&mut e);
+    per_address(&mut e);
+    per_sampler_state(&mut e);
+    label_sets_per_family(&mut e);
+    errors_and_inputs(&mut e);
+    e.0
+}
+
+fn per_sampler_and_flow_type(e: &mut Expected) {
     // Per sampler and flow type. Rates: 192.0.2.1 x100 (header), 192.0.2.2 x2 (unknown -> the
     // default 2) / x1 / x3, 198.51.100.7 x4 (override wins over 1000 and 0), 2001:db8::ff x1.
     for (labels, flows, bytes, packets) in [
@@ -44,23 +59,26 @@ fn expected() -> MetricMap {
             1.0,
         ),
     ] {
-        put(&format!("goflow_flows_total{{{labels}}}"), flows);
-        put(&format!("goflow_bytes_total{{{labels}}}"), bytes);
-        put(&format!("goflow_packets_total{{{labels}}}"), packets);
+        e.put(&format!("goflow_flows_total{{{labels}}}"), flows);
+        e.put(&format!("goflow_bytes_total{{{labels}}}"), bytes);
+        e.put(&format!("goflow_packets_total{{{labels}}}"), packets);
         let sampler = labels.split(',').nth(1).unwrap();
-        put(
+        e.put(
             &format!("goflow_flows_by_sampler_total{{{sampler}}}"),
             flows,
         );
-        put(
+        e.put(
             &format!("goflow_bytes_by_sampler_total{{{sampler}}}"),
             bytes,
         );
-        put(
+        e.put(
             &format!("goflow_packets_by_sampler_total{{{sampler}}}"),
             packets,
         );
     }
+}
+
+fn per_protocol(e: &mut Expected) {
     for (proto, flows, bytes, packets) in [
         ("TCP", 3.0, 504_500.0, 1_005.0),
         ("UDP", 4.0, 30_620.0, 308.0),
@@ -69,19 +87,23 @@ fn expected() -> MetricMap {
         ("GRE", 1.0, 160.0, 4.0),
         ("unknown", 1.0, 21.0, 3.0),
     ] {
-        put(
+        e.put(
             &format!(r#"goflow_flows_by_protocol_total{{protocol="{proto}"}}"#),
             flows,
         );
-        put(
+        e.put(
             &format!(r#"goflow_bytes_by_protocol_total{{protocol="{proto}"}}"#),
             bytes,
         );
-        put(
+        e.put(
             &format!(r#"goflow_packets_by_protocol_total{{protocol="{proto}"}}"#),
             packets,
         );
     }
+}
+
+/// By source and destination address.
+fn per_address(e: &mut Expected) {
     for (addr, flows, bytes) in [
         ("192.168.88.10", 1.0, 500_000.0),
         ("192.168.88.11", 1.0, 30_000.0),
@@ -92,11 +114,11 @@ fn expected() -> MetricMap {
         ("10.0.0.9", 1.0, 20.0),
         ("unknown", 1.0, 21.0),
     ] {
-        put(
+        e.put(
             &format!(r#"goflow_flows_by_src_addr_total{{src_addr="{addr}"}}"#),
             flows,
         );
-        put(
+        e.put(
             &format!(r#"goflow_bytes_by_src_addr_total{{src_addr="{addr}"}}"#),
             bytes,
         );
@@ -110,15 +132,19 @@ fn expected() -> MetricMap {
         ("2001:db8::3", 1.0, 1_500.0),
         ("10.0.0.3", 2.0, 600.0),
     ] {
-        put(
+        e.put(
             &format!(r#"goflow_flows_by_dst_addr_total{{dst_addr="{addr}"}}"#),
             flows,
         );
-        put(
+        e.put(
             &format!(r#"goflow_bytes_by_dst_addr_total{{dst_addr="{addr}"}}"#),
             bytes,
         );
     }
+}
+
+/// Active flows, sampling rates, flows without a rate.
+fn per_sampler_state(e: &mut Expected) {
     // Distinct 5-tuples per sampler (the two joined objects share one).
     for (sampler, n) in [
         ("192.0.2.1", 2.0),
@@ -126,7 +152,7 @@ fn expected() -> MetricMap {
         ("198.51.100.7", 2.0),
         ("2001:db8::ff", 1.0),
     ] {
-        put(
+        e.put(
             &format!(r#"goflow_active_flows{{sampler_address="{sampler}"}}"#),
             n,
         );
@@ -138,14 +164,17 @@ fn expected() -> MetricMap {
         ("198.51.100.7", 4.0),
         ("2001:db8::ff", 1.0),
     ] {
-        put(
+        e.put(
             &format!(r#"goflow_sampling_rate{{sampler_address="{sampler}"}}"#),
             rate,
         );
     }
     // Rate 0 without an override: lines 3, 9a, 9b and 15 (line 6 is overridden).
-    put("goflow_flows_unknown_sampling_rate_total", 4.0);
-    put("goflow_active_flows_overflow_total", 0.0);
+    e.put("goflow_flows_unknown_sampling_rate_total", 4.0);
+    e.put("goflow_active_flows_overflow_total", 0.0);
+}
+
+fn label_sets_per_family(e: &mut Expected) {
     // Label sets per family (no cap reached, so nothing folded into "other").
     for (metrics, series) in [
         (
@@ -188,16 +217,20 @@ fn expected() -> MetricMap {
         ),
     ] {
         for metric in metrics {
-            put(
+            e.put(
                 &format!(r#"goflow_metric_series{{metric="{metric}"}}"#),
                 series,
             );
-            put(
+            e.put(
                 &format!(r#"goflow_metric_overflow_total{{metric="{metric}"}}"#),
                 0.0,
             );
         }
     }
+}
+
+/// Parse errors, and the input and self metrics.
+fn errors_and_inputs(e: &mut Expected) {
     for (error_type, n) in [
         ("invalid_json", 2.0),
         ("invalid_field", 1.0),
@@ -209,19 +242,21 @@ fn expected() -> MetricMap {
         ("decoder_panic", 0.0),
         ("implausible_value", 0.0),
     ] {
-        put(
+        e.put(
             &format!(r#"goflow_parse_errors_total{{error_type="{error_type}"}}"#),
             n,
         );
     }
-    put("goflow_stdin_lines_total", 16.0);
-    put("goflow_replay_datagrams_total", 0.0);
+    e.put("goflow_stdin_lines_total", 16.0);
+    e.put("goflow_replay_datagrams_total", 0.0);
     // Input self metrics exist in every mode, so the exposition's shape does not depend on it.
-    put("goflow_exporter_rejected_total", 0.0);
-    put("goflow_udp_receive_gap_max_seconds", 0.0);
-    put("goflow_publisher_panics_total", 0.0);
-    put("goflow_stdin_bytes_total", input_len);
-    m
+    e.put("goflow_exporter_rejected_total", 0.0);
+    e.put("goflow_udp_receive_gap_max_seconds", 0.0);
+    e.put("goflow_publisher_panics_total", 0.0);
+    let input_len = std::fs::metadata(repo_path("testdata/golden.jsonl"))
+        .unwrap()
+        .len() as f64;
+    e.put("goflow_stdin_bytes_total", input_len);
 }
 
 #[test]

@@ -21,27 +21,33 @@ fn garbage_line(seed: &mut u64, len: usize) -> Vec<u8> {
     out
 }
 
-#[test]
-fn malformed_input_is_counted_and_bounded() {
-    let mut exporter = Exporter::start(&["--stdin", "on"]);
-    let stdin = exporter.stdin();
-
+/// 100 lines of bytes that are not UTF-8: 100 x invalid_utf8.
+fn write_garbage_lines(stdin: &mut impl Write) {
     let mut seed = 42;
     for _ in 0..100 {
-        stdin.write_all(&garbage_line(&mut seed, 200)).unwrap(); // 100 x invalid_utf8
+        stdin.write_all(&garbage_line(&mut seed, 200)).unwrap();
     }
-    // One 100 MiB line, written in pieces: line_too_long (default cap 1 MiB).
+}
+
+/// One 100 MiB line, written in pieces: line_too_long (default cap 1 MiB).
+fn write_a_100_mib_line(stdin: &mut impl Write) {
     stdin.write_all(br#"{"type":"NETFLOW_V5","pad":""#).unwrap();
     let chunk = vec![b'x'; 1 << 20];
     for _ in 0..100 {
         stdin.write_all(&chunk).unwrap();
     }
     stdin.write_all(b"\"}\n").unwrap();
-    // Invalid UTF-8 inside otherwise valid JSON: 3 x invalid_utf8.
+}
+
+/// Invalid UTF-8 inside otherwise valid JSON: 3 x invalid_utf8.
+fn write_invalid_utf8_in_json(stdin: &mut impl Write) {
     stdin.write_all(b"{\"src_addr\":\"\xc3\x28\"}\n").unwrap();
     stdin.write_all(b"{\"type\":\"IPFIX\xff\"}\n").unwrap();
     stdin.write_all(b"\xed\xa0\x80{}\n").unwrap();
-    // Truncated JSON and non-JSON: 6 x invalid_json.
+}
+
+/// Truncated JSON and non-JSON: 6 x invalid_json.
+fn write_invalid_json(stdin: &mut impl Write) {
     for line in [
         r#"{"type":"IPFIX","bytes":12"#,
         r#"{"type":"IPFIX","bytes""#,
@@ -52,7 +58,10 @@ fn malformed_input_is_counted_and_bounded() {
     ] {
         writeln!(stdin, "{line}").unwrap();
     }
-    // Wrong value types and numbers out of range: 8 x invalid_field.
+}
+
+/// Wrong value types and numbers out of range: 8 x invalid_field.
+fn write_invalid_fields(stdin: &mut impl Write) {
     for line in [
         r#"{"bytes":"x"}"#,
         r#"{"packets":-1}"#,
@@ -65,14 +74,27 @@ fn malformed_input_is_counted_and_bounded() {
     ] {
         writeln!(stdin, "{line}").unwrap();
     }
-    // And a good line after all of it.
+}
+
+/// Every malformed kind, then one good line (100 bytes from 10.1.1.1).
+fn write_malformed_then_good_lines(stdin: &mut impl Write) {
+    write_garbage_lines(stdin);
+    write_a_100_mib_line(stdin);
+    write_invalid_utf8_in_json(stdin);
+    write_invalid_json(stdin);
+    write_invalid_fields(stdin);
     writeln!(
         stdin,
         r#"{{"type":"NETFLOW_V5","sampler_address":"192.0.2.1","bytes":100,"packets":1,"src_addr":"10.1.1.1","dst_addr":"10.1.1.2","proto":"TCP"}}"#
     )
     .unwrap();
     stdin.flush().unwrap();
+}
 
+#[test]
+fn malformed_input_is_counted_and_bounded() {
+    let mut exporter = Exporter::start(&["--stdin", "on"]);
+    write_malformed_then_good_lines(exporter.stdin());
     let lines = 100.0 + 1.0 + 3.0 + 6.0 + 8.0 + 1.0;
     let m = exporter.scrape_settled(Duration::from_secs(20), |m| {
         m.get("goflow_stdin_lines_total") == Some(&lines)
