@@ -35,11 +35,150 @@ use crate::names::protocol_from_name;
 /// decoded before the bad object are kept in `out` and the error is returned.
 pub fn decode_line(line: &[u8], out: &mut Vec<Flow>) -> Result<(), ErrorType> {
     let text = std::str::from_utf8(line).map_err(|_| ErrorType::InvalidUtf8)?;
+    match candidates::which() {
+        candidates::FAST => {}
+        candidates::SERDE => return decode_serde(text, out),
+        candidates::SONIC => return candidates::sonic(text, out),
+        candidates::SIMD_SERDE => return candidates::simd_serde(line, out),
+        candidates::SIMD_TAPE => return candidates::simd_tape(line, out),
+        _ => unreachable!(),
+    }
     if let Some(flow) = decode_fast(text) {
         out.push(flow);
         return Ok(());
     }
     decode_serde(text, out)
+}
+
+/// TEMPORARY (comparison commit only, issue 13 item 5): single-path crate-based decoders,
+/// chosen by `GOFLOW_JSON_DECODER=fast|serde|sonic|simd_serde|simd_tape` for the benchmark.
+/// Each decodes one object per line (no `}{` joins).
+pub mod candidates {
+    use super::*;
+    use std::cell::RefCell;
+    use std::sync::OnceLock;
+
+    pub const FAST: u8 = 0;
+    pub const SERDE: u8 = 1;
+    pub const SONIC: u8 = 2;
+    pub const SIMD_SERDE: u8 = 3;
+    pub const SIMD_TAPE: u8 = 4;
+
+    #[inline]
+    pub fn which() -> u8 {
+        static WHICH: OnceLock<u8> = OnceLock::new();
+        *WHICH.get_or_init(|| match std::env::var("GOFLOW_JSON_DECODER").as_deref() {
+            Ok("serde") => SERDE,
+            Ok("sonic") => SONIC,
+            Ok("simd_serde") => SIMD_SERDE,
+            Ok("simd_tape") => SIMD_TAPE,
+            _ => FAST,
+        })
+    }
+
+    /// sonic-rs, serde derive on the same `Line` struct, strings borrowed from the line.
+    pub fn sonic(text: &str, out: &mut Vec<Flow>) -> Result<(), ErrorType> {
+        match sonic_rs::from_str::<Line<'_>>(text) {
+            Ok(line) => {
+                out.push(line.into_flow());
+                Ok(())
+            }
+            Err(e) => Err(match e.classify() {
+                sonic_rs::error::Category::TypeUnmatched => ErrorType::InvalidField,
+                _ => ErrorType::InvalidJson,
+            }),
+        }
+    }
+
+    struct Simd {
+        input: Vec<u8>,
+        buffers: simd_json::Buffers,
+        tape: Option<simd_json::Tape<'static>>,
+    }
+
+    thread_local! {
+        static SIMD: RefCell<Simd> = RefCell::new(Simd {
+            input: Vec::new(),
+            buffers: simd_json::Buffers::new(4096),
+            tape: Some(simd_json::Tape(Vec::new())),
+        });
+    }
+
+    /// simd-json: the line copied once into a reused padded buffer, a tape built into a reused
+    /// Vec, then `f` reads the tape (and hands it back for reuse).
+    fn with_tape<T>(
+        line: &[u8],
+        f: impl for<'i> FnOnce(simd_json::Tape<'i>) -> (Result<T, ErrorType>, simd_json::Tape<'i>),
+    ) -> Result<T, ErrorType> {
+        SIMD.with_borrow_mut(|s| {
+            let Simd {
+                input,
+                buffers,
+                tape,
+            } = s;
+            input.clear();
+            input.extend_from_slice(line);
+            input.resize(line.len() + simd_json::INPUT_PADDING, 0);
+            let mut t: simd_json::Tape<'_> = tape.take().unwrap().reset();
+            let (r, t) = match simd_json::fill_tape_padded(input, line.len(), buffers, &mut t) {
+                Ok(()) => f(t),
+                Err(_) => (Err(ErrorType::InvalidJson), t),
+            };
+            *tape = Some(t.reset());
+            r
+        })
+    }
+
+    /// simd-json, serde derive on the same `Line` struct over the tape.
+    pub fn simd_serde(line: &[u8], out: &mut Vec<Flow>) -> Result<(), ErrorType> {
+        with_tape(line, |t| {
+            let mut de = simd_json::Deserializer::from_tape(t);
+            let r = match <Line<'_> as serde::Deserialize>::deserialize(&mut de) {
+                Ok(l) => {
+                    out.push(l.into_flow());
+                    Ok(())
+                }
+                Err(_) => Err(ErrorType::InvalidField),
+            };
+            (r, de.into_tape())
+        })
+    }
+
+    /// simd-json tape, walked by hand: keys matched with `key_of`, values with `set_field`.
+    pub fn simd_tape(line: &[u8], out: &mut Vec<Flow>) -> Result<(), ErrorType> {
+        with_tape(line, |t| (walk(&t, out), t))
+    }
+
+    fn walk(t: &simd_json::Tape<'_>, out: &mut Vec<Flow>) -> Result<(), ErrorType> {
+        use simd_json::prelude::*;
+        {
+            let Some(obj) = t.as_value().as_object() else {
+                return Err(ErrorType::InvalidJson);
+            };
+            let mut l = Line::default();
+            let mut seen = 0u32;
+            for (k, v) in obj.iter() {
+                let Some(key) = key_of(k.as_bytes()) else {
+                    continue;
+                };
+                let bit = 1u32 << key as u32;
+                if seen & bit != 0 {
+                    return Err(ErrorType::InvalidField);
+                }
+                seen |= bit;
+                let value = if let Some(s) = v.into_string() {
+                    Value::Str(s)
+                } else if let Some(n) = v.as_u64() {
+                    Value::Int(n)
+                } else {
+                    return Err(ErrorType::InvalidField);
+                };
+                set_field(&mut l, key, value).ok_or(ErrorType::InvalidField)?;
+            }
+            out.push(l.into_flow());
+            Ok(())
+        }
+    }
 }
 
 /// The reference decoder (serde): any number of `}{`-joined objects, with error classification.
