@@ -60,32 +60,7 @@ fn main() {
     );
     let mut best = f64::MAX;
     for run in 1..=5 {
-        let registry = Arc::new(Registry::new(None));
-        let publisher = Arc::new(Publisher::new(
-            registry.clone(),
-            AggregatorConfig::default(),
-            Clock::default(),
-        ));
-        // The publisher thread merges what the stdin thread ships, as in the exporter.
-        let shutdown = CancellationToken::new();
-        let thread = {
-            let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
-            std::thread::spawn(move || publisher.run(&shutdown, || publisher.publish()))
-        };
-        let mut accumulator = publisher.accumulator();
-        let start = Instant::now();
-        let summary = stdin::run(
-            BufReader::with_capacity(256 * 1024, &input[..]),
-            1 << 20,
-            &mut accumulator,
-        )
-        .unwrap();
-        shutdown.cancel();
-        thread.join().unwrap();
-        publisher.publish();
-        let secs = start.elapsed().as_secs_f64();
-        assert_eq!(summary.flows, lines);
-        assert_eq!(summary.errors, 0);
+        let secs = one_run(&input, lines);
         println!(
             "run {run}: {:.3} s, {:.0} lines/s, {:.0} MB/s",
             secs,
@@ -99,4 +74,35 @@ fn main() {
         lines as f64 / best,
         input.len() as f64 / best / 1e6
     );
+}
+
+/// One run over `input` (which holds `lines` lines) with a fresh publisher; returns seconds.
+fn one_run(input: &[u8], lines: u64) -> f64 {
+    let registry = Arc::new(Registry::new(None));
+    let publisher = Arc::new(Publisher::new(
+        registry.clone(),
+        AggregatorConfig::default(),
+        Clock::default(),
+    ));
+    // The publisher thread merges what the stdin thread ships, as in the exporter.
+    let shutdown = CancellationToken::new();
+    let thread = {
+        let (publisher, shutdown) = (publisher.clone(), shutdown.clone());
+        std::thread::spawn(move || publisher.run(&shutdown, || publisher.publish()))
+    };
+    let mut accumulator = publisher.accumulator();
+    let start = Instant::now();
+    let summary = stdin::run(
+        BufReader::with_capacity(256 * 1024, input),
+        1 << 20,
+        &mut accumulator,
+    )
+    .unwrap();
+    shutdown.cancel();
+    thread.join().unwrap();
+    publisher.publish();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(summary.flows, lines);
+    assert_eq!(summary.errors, 0);
+    secs
 }
