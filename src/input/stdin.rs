@@ -13,7 +13,6 @@
 //!   by the cap whatever the input.
 
 use std::io::{self, BufRead};
-use std::time::{Duration, Instant};
 
 use tracing::warn;
 
@@ -21,12 +20,10 @@ use crate::aggregate::Accumulator;
 use crate::decode::{ErrorType, goflow_json};
 use crate::flow::Flow;
 use crate::input::ErrorTally;
+use crate::warn_limit::WarnLimit;
 
 /// Default cap on one line: goflow2 lines are about 1 KiB.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;
-
-/// How often at most a warning about undecodable lines is logged.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What [`LineSplitter`] found in the input.
 #[derive(Debug, PartialEq, Eq)]
@@ -160,7 +157,7 @@ pub fn run<R: BufRead>(
     let mut splitter = LineSplitter::new(reader, max_line);
     let mut flows: Vec<Flow> = Vec::with_capacity(1024);
     let mut summary = StdinSummary::default();
-    let mut last_warn: Option<Instant> = None;
+    let mut warn_limit = WarnLimit::default();
     loop {
         let mut tally: ErrorTally = [0; ErrorType::ALL.len()];
         let mut lines = 0u64;
@@ -194,8 +191,7 @@ pub fn run<R: BufRead>(
         summary.lines += lines;
         summary.bytes += n as u64;
         summary.errors += errors;
-        if errors != 0 && last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-            last_warn = Some(Instant::now());
+        if errors != 0 && warn_limit.ready(errors).is_some() {
             let worst = ErrorType::ALL
                 .into_iter()
                 .max_by_key(|e| tally[e.index()])
