@@ -1,4 +1,4 @@
-//! Rate-limited warnings: trouble that can repeat at packet rate (undecodable datagrams, receive
+//! Rate-limited warnings: trouble that can repeat at packet rate (undecodable datagrams and lines, receive
 //! errors, failed flow-line writes) is counted in a metric every time but logged at most once per
 //! [`WARN_EVERY`], so bad input cannot flood the log as well.
 //!
