@@ -1,6 +1,6 @@
-//! Rate-limited warnings: trouble that can repeat at packet rate (undecodable datagrams and lines, receive
-//! errors, failed flow-line writes) is counted in a metric every time but logged at most once per
-//! [`WARN_EVERY`], so bad input cannot flood the log as well.
+//! Rate-limited warnings: trouble that can repeat at packet rate (undecodable datagrams and
+//! lines, receive errors, failed flow-line writes) is counted in a metric every time but logged
+//! at most once per [`WARN_EVERY`], so bad input cannot flood the log as well.
 //!
 //! Owns [`WarnLimit`], the one limiter every such warning uses; the warnings themselves (their
 //! fields and wording) stay with the code that knows the trouble.
