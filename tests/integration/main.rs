@@ -6,6 +6,7 @@ mod cardinality;
 mod collector;
 mod common;
 mod deployment;
+mod docs;
 mod flows_out;
 mod hostile;
 mod lifecycle;
