@@ -1,7 +1,8 @@
 //! Pure decoders: bytes in, [`Flow`](crate::flow::Flow) records or a bounded error out.
 //!
-//! Nothing here touches sockets, clocks or metrics, so every decoder is unit-tested (and fuzzed)
-//! directly. The inputs in [`crate::input`] do the I/O and call into this module.
+//! Nothing here touches sockets or metrics, so every decoder is unit-tested (and fuzzed)
+//! directly; the only clock read is the native decoder's, once per datagram, for template and
+//! exporter expiry. The inputs in [`crate::input`] do the I/O and call into this module.
 
 pub mod detail;
 pub mod goflow_json;

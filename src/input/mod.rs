@@ -1,8 +1,9 @@
 //! Inputs: the I/O loops that turn bytes from the outside into batches for the aggregator.
 //!
 //! Each input does I/O plus one call into a pure decoder per unit (line or datagram), tallies
-//! errors per batch, and hands the batch to the shared [`Aggregator`](crate::aggregate::Aggregator)
-//! under one lock per batch.
+//! errors per batch, and records the batch's flows in its own
+//! [`Accumulator`](crate::aggregate::Accumulator), which hands them to the publisher without a
+//! lock on the input's side.
 
 pub mod datagram;
 pub mod replay;
