@@ -439,15 +439,15 @@ fn start_replay(
     std::thread::Builder::new()
         .name("replay".into())
         .spawn(move || {
-            let s = input::replay::run(&capture, &mut pipeline);
+            let s = input::replay::run(capture, &mut pipeline);
             info!(
                 file = %path.display(),
                 datagrams = s.datagrams,
                 flows = s.flows,
                 errors = s.errors,
-                skipped_packets = capture.stats.skipped_non_udp
-                    + capture.stats.skipped_fragments
-                    + capture.stats.skipped_malformed,
+                skipped_packets = s.capture.skipped_non_udp
+                    + s.capture.skipped_fragments
+                    + s.capture.skipped_malformed,
                 "replay finished; all datagrams of the file are counted"
             );
             let _ = done.send("replay");
