@@ -183,6 +183,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aggregate::delta::DELTA_MAX_ACTIVE_KEYS;
     use crate::cardinality::AddrPolicy;
     use crate::sampling::SamplingPolicy;
 
@@ -235,6 +236,28 @@ mod tests {
         );
         assert!(acc.try_ship(now), "nothing to ship is not a failure");
         assert_eq!(flows_in(&rx), 0);
+    }
+
+    #[test]
+    fn a_delta_half_full_of_active_flow_keys_is_due_before_its_time() {
+        let (tx, _rx) = sync_channel(1);
+        let mut acc = Accumulator::new(policy(), tx, 0);
+        let now = Instant::now();
+        let flows = vec![
+            Flow {
+                sampler: Some("192.0.2.9".parse().unwrap()),
+                ..flow()
+            };
+            1024
+        ];
+        let half = DELTA_MAX_ACTIVE_KEYS / 2;
+        for _ in 0..half / flows.len() - 1 {
+            acc.record(&flows);
+        }
+        assert!(!acc.due(now), "not yet: {} keys", acc.delta.active.len());
+        acc.record(&flows);
+        assert!(acc.due(now), "{} keys", acc.delta.active.len());
+        assert_eq!(acc.delta.active_dropped, 0);
     }
 
     #[test]

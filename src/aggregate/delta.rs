@@ -267,13 +267,17 @@ impl Delta {
         self.dirty
     }
 
-    /// Whether the address logs have reached [`SHIP_AT_LOGGED`] cells or the sampler tables hold
-    /// more keys than fit in a CPU cache ([`CACHE_ADDRESSES`]).
+    /// Whether the address logs have reached [`SHIP_AT_LOGGED`] cells, the sampler tables hold
+    /// more keys than fit in a CPU cache ([`CACHE_ADDRESSES`]), or the active-flow keys are half
+    /// way to [`DELTA_MAX_ACTIVE_KEYS`]. The last one is for `--replay`, which decodes faster than
+    /// a socket delivers: with shipping by time alone, a 1 GiB replay (the in-memory reader before
+    /// issue 13) filled deltas to the cap and counted 2.4 M active-flow keys as overflow.
     #[inline]
     pub fn is_large(&self) -> bool {
         self.by_src.logged().max(self.by_dst.logged()) >= SHIP_AT_LOGGED
             || self.carried_src.len().max(self.carried_dst.len()) >= CACHE_ADDRESSES
             || self.exporters.len().max(self.sampler_slots.len()) >= CACHE_ADDRESSES
+            || self.active.len() >= DELTA_MAX_ACTIVE_KEYS / 2
     }
 
     /// Counts a batch of flows. The hot path: per flow, two slots of the address fold caches, a
