@@ -183,7 +183,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::delta::DELTA_MAX_ACTIVE_KEYS;
+    use crate::aggregate::delta::SHIP_AT_ACTIVE_KEYS;
     use crate::cardinality::AddrPolicy;
     use crate::sampling::SamplingPolicy;
 
@@ -239,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn a_delta_half_full_of_active_flow_keys_is_due_before_its_time() {
+    fn a_delta_with_many_active_flow_keys_is_due_before_its_time() {
         let (tx, _rx) = sync_channel(1);
         let mut acc = Accumulator::new(policy(), tx, 0);
         let now = Instant::now();
@@ -250,8 +250,7 @@ mod tests {
             };
             1024
         ];
-        let half = DELTA_MAX_ACTIVE_KEYS / 2;
-        for _ in 0..half / flows.len() - 1 {
+        for _ in 0..SHIP_AT_ACTIVE_KEYS / flows.len() - 1 {
             acc.record(&flows);
         }
         assert!(!acc.due(now), "not yet: {} keys", acc.delta.active.len());

@@ -52,6 +52,15 @@ pub const DELTA_MAX_NAMES: usize = 1024;
 /// Flow keys one delta carries for the active-flows gauge; beyond it they count as overflow.
 pub const DELTA_MAX_ACTIVE_KEYS: usize = 1 << 21;
 
+/// Active-flow keys (one per flow, 16 bytes) past which a delta is shipped early: 4 MiB per
+/// delta, 16 MiB for an input's four. Shipping by time alone let a fast `--replay` (19 M flows/s,
+/// faster than any socket) fill deltas with up to [`DELTA_MAX_ACTIVE_KEYS`]: a 1 GiB replay's
+/// peak RSS varied from 10 to 40 MiB with the timing of the publisher, and overflowed the gauge.
+/// A socket at 5 M flows/s reaches it every 50 ms, twice the shipments of [`SHIP_EVERY`].
+///
+/// [`SHIP_EVERY`]: super::SHIP_EVERY
+pub const SHIP_AT_ACTIVE_KEYS: usize = 1 << 18;
+
 /// Index of "protocol unknown" in [`Delta::by_protocol`].
 const NO_PROTOCOL: usize = 256;
 
@@ -268,16 +277,14 @@ impl Delta {
     }
 
     /// Whether the address logs have reached [`SHIP_AT_LOGGED`] cells, the sampler tables hold
-    /// more keys than fit in a CPU cache ([`CACHE_ADDRESSES`]), or the active-flow keys are half
-    /// way to [`DELTA_MAX_ACTIVE_KEYS`]. The last one is for `--replay`, which decodes faster than
-    /// a socket delivers: with shipping by time alone, a 1 GiB replay (the in-memory reader before
-    /// issue 13) filled deltas to the cap and counted 2.4 M active-flow keys as overflow.
+    /// more keys than fit in a CPU cache ([`CACHE_ADDRESSES`]), or the active-flow keys
+    /// [`SHIP_AT_ACTIVE_KEYS`].
     #[inline]
     pub fn is_large(&self) -> bool {
         self.by_src.logged().max(self.by_dst.logged()) >= SHIP_AT_LOGGED
             || self.carried_src.len().max(self.carried_dst.len()) >= CACHE_ADDRESSES
             || self.exporters.len().max(self.sampler_slots.len()) >= CACHE_ADDRESSES
-            || self.active.len() >= DELTA_MAX_ACTIVE_KEYS / 2
+            || self.active.len() >= SHIP_AT_ACTIVE_KEYS
     }
 
     /// Counts a batch of flows. The hot path: per flow, two slots of the address fold caches, a
