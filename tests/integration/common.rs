@@ -43,6 +43,22 @@ pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
+/// Every identifier of `text` (ASCII letters, digits, `_`) that starts with `prefix`, with the
+/// text right after it.
+pub fn identifiers<'a>(text: &'a str, prefix: &str) -> Vec<(&'a str, &'a str)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(prefix) {
+        let word = &rest[i..];
+        let len = word
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(word.len());
+        rest = &word[len..];
+        out.push((&word[..len], rest));
+    }
+    out
+}
+
 /// `../shared` next to the project, when present.
 pub fn shared_dir() -> Option<PathBuf> {
     let p = repo_path("../shared");

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::common::repo_path;
+use crate::common::{identifiers, repo_path};
 
 const COMPOSE: &str = "docker-compose.yml";
 const PROMETHEUS_YML: &str = "deploy/prometheus.yml";
@@ -354,19 +354,13 @@ fn readme_env_vars() -> BTreeSet<String> {
 /// `GOFLOW2_EXPORTER_*` names set in `text` (`NAME=` or `NAME: `), commented-out examples
 /// included: a reader uncomments them as they are.
 fn env_vars_set(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("GOFLOW2_EXPORTER_") {
-        let name: String = rest[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        rest = &rest[i + name.len()..];
-        if (rest.starts_with('=') || rest.starts_with(':')) && name != "GOFLOW2_EXPORTER_BIN" {
-            out.insert(name);
-        }
-    }
-    out
+    identifiers(text, "GOFLOW2_EXPORTER_")
+        .into_iter()
+        .filter(|(name, rest)| {
+            (rest.starts_with('=') || rest.starts_with(':')) && *name != "GOFLOW2_EXPORTER_BIN"
+        })
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 #[test]

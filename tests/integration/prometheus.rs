@@ -20,7 +20,9 @@ use goflow2_exporter::capture::read_datagrams;
 use goflow2_exporter::names::protocol_name;
 use serde_json::Value;
 
-use crate::common::{Exporter, MetricMap, available, family, has_tool, repo_path, tshark_expected};
+use crate::common::{
+    Exporter, MetricMap, available, family, has_tool, identifiers, repo_path, tshark_expected,
+};
 
 const FIXTURE: &str = "testdata/fixtures/mixed-v9-3exporters.pcap";
 const EXPECTED: &str = "testdata/fixtures/mixed-v9-3exporters.expected.json";
@@ -314,17 +316,10 @@ fn range_of(q: &str) -> &str {
 
 /// The `goflow_*` metric names a query mentions.
 fn metric_names(q: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut rest = q;
-    while let Some(i) = rest.find("goflow_") {
-        let name: String = rest[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        rest = &rest[i + name.len()..];
-        out.insert(name);
-    }
-    out
+    identifiers(q, "goflow_")
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 /// The `error_type` values of README's Error types table (all present at 0 from the start).
