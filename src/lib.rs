@@ -445,9 +445,7 @@ fn start_replay(
                 datagrams = s.datagrams,
                 flows = s.flows,
                 errors = s.errors,
-                skipped_packets = s.capture.skipped_non_udp
-                    + s.capture.skipped_fragments
-                    + s.capture.skipped_malformed,
+                skipped_packets = s.capture.packets - s.capture.udp_datagrams,
                 "replay finished; all datagrams of the file are counted"
             );
             let _ = done.send("replay");
