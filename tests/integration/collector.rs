@@ -2,14 +2,12 @@
 //! and several processes sharing one port (SO_REUSEPORT).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use goflow2_exporter::capture::read_datagrams;
 use goflow2_exporter::testkit::{set, template, v9};
 
-use crate::common::{Exporter, MetricMap, family, parse_exposition, repo_path};
+use crate::common::{BackgroundScrapes, Exporter, MetricMap, family, parse_exposition, repo_path};
 
 fn total(m: &MetricMap, prefix: &str) -> f64 {
     family(m, &format!("{prefix}{{")).values().sum::<f64>() + m.get(prefix).copied().unwrap_or(0.0)
@@ -68,45 +66,11 @@ fn v9_random(rng: &mut Lcg, v6: bool) -> Vec<u8> {
     v9(0, &[set(if v6 { 257 } else { 256 }, &body)])
 }
 
-/// Scrapes `/metrics` every 100 ms on its own thread and records each scrape's
-/// `goflow_udp_receive_gap_max_seconds`.
-struct GapRecorder {
-    done: Arc<AtomicBool>,
-    gaps: Arc<Mutex<Vec<f64>>>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl GapRecorder {
-    fn start(addr: SocketAddr) -> GapRecorder {
-        let done = Arc::new(AtomicBool::new(false));
-        let gaps = Arc::new(Mutex::new(Vec::<f64>::new()));
-        let thread = {
-            let (done, gaps) = (done.clone(), gaps.clone());
-            std::thread::spawn(move || {
-                while !done.load(Ordering::Relaxed) {
-                    let m = parse_exposition(&crate::common::http_get(addr, "/metrics").1);
-                    gaps.lock()
-                        .unwrap()
-                        .push(m["goflow_udp_receive_gap_max_seconds"]);
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            })
-        };
-        GapRecorder { done, gaps, thread }
-    }
-
-    fn scrapes(&self) -> usize {
-        self.gaps.lock().unwrap().len()
-    }
-
-    /// Stops the scrapes; the gaps seen, sorted.
-    fn stop(self) -> Vec<f64> {
-        self.done.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap();
-        let mut gaps = self.gaps.lock().unwrap().clone();
-        gaps.sort_by(f64::total_cmp);
-        gaps
-    }
+/// Records each scrape's `goflow_udp_receive_gap_max_seconds`, every 100 ms.
+fn record_gaps(addr: SocketAddr) -> BackgroundScrapes<Vec<f64>> {
+    BackgroundScrapes::start(addr, Vec::new(), |gaps, body| {
+        gaps.push(parse_exposition(body)["goflow_udp_receive_gap_max_seconds"]);
+    })
 }
 
 /// Sends `datagrams` to `target` at `rate` per second, in bursts of 20 (every 10 ms at 2,000/s);
@@ -144,19 +108,20 @@ fn receiving_is_not_held_up_by_publishing_or_scraping() {
         total(m, "goflow_exporter_datagrams_total") == 1.0
     });
 
-    let recorder = GapRecorder::start(exporter.addr);
+    let recorder = record_gaps(exporter.addr);
     let (rate, seconds) = (2_000u64, 3u64);
     let mut rng = Lcg(7);
     let datagrams: Vec<Vec<u8>> = (0..rate * seconds)
         .map(|i| v9_random(&mut rng, i % 2 == 1))
         .collect();
     let sent = send_paced(&sock, target, &datagrams, rate);
-    let scrapes_while_sending = recorder.scrapes();
+    let scrapes_while_sending = recorder.peek(Vec::len);
     let flows = (sent * RECORDS as u64) as f64;
     let m = exporter.scrape_settled(Duration::from_secs(30), |m| {
         total(m, "goflow_flows_total") == flows
     });
-    let gaps = recorder.stop();
+    let mut gaps = recorder.stop();
+    gaps.sort_by(f64::total_cmp);
     assert_eq!(total(&m, "goflow_udp_kernel_drops_total"), 0.0);
     assert_eq!(
         total(&m, "goflow_exporter_datagrams_total"),

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,6 +42,57 @@ pub fn available(ok: bool, what: &str) -> bool {
 
 pub fn repo_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Scrapes `/metrics` every 100 ms on a thread of its own until stopped, folding each scrape's
+/// body into a state (which the test may look at meanwhile): for checks that must hold at every
+/// moment of a run, not only at its end.
+pub struct BackgroundScrapes<T> {
+    done: Arc<AtomicBool>,
+    state: Arc<Mutex<T>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl<T: Send + 'static> BackgroundScrapes<T> {
+    pub fn start(
+        addr: SocketAddr,
+        state: T,
+        mut fold: impl FnMut(&mut T, &str) + Send + 'static,
+    ) -> Self {
+        let done = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(Mutex::new(state));
+        let thread = {
+            let (done, state) = (done.clone(), state.clone());
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let body = http_get(addr, "/metrics").1;
+                    fold(&mut state.lock().unwrap(), &body);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+        };
+        BackgroundScrapes {
+            done,
+            state,
+            thread,
+        }
+    }
+
+    /// A look at the state so far.
+    pub fn peek<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.state.lock().unwrap())
+    }
+
+    /// Stops the scrapes (after the one in progress) and returns the state.
+    pub fn stop(self) -> T {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        // The thread's handle on the state ended with it.
+        let state = Arc::try_unwrap(self.state)
+            .ok()
+            .expect("the scrape thread has ended");
+        state.into_inner().unwrap()
+    }
 }
 
 /// Every identifier of `text` (ASCII letters, digits, `_`) that starts with `prefix`, with the

@@ -4,14 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use goflow2_exporter::capture::read_datagrams;
 use goflow2_exporter::testkit::{ipfix, set, template, v9};
 
-use crate::common::{Exporter, MetricMap, family, http_get, repo_path};
+use crate::common::{BackgroundScrapes, Exporter, MetricMap, family, repo_path};
 
 fn total(m: &MetricMap, name: &str) -> f64 {
     family(m, &format!("{name}{{")).values().sum::<f64>() + m.get(name).copied().unwrap_or(0.0)
@@ -71,55 +69,28 @@ const LIES: &[(u64, u64, u32, bool)] = &[
     (1_000, 10, 1, true),          // normal traffic
 ];
 
-/// Scrapes `/metrics` every 100 ms on its own thread and records every counter series that
-/// went down from one scrape to the next (read at integer precision).
-struct DecreaseWatcher {
-    done: Arc<AtomicBool>,
-    decreases: Arc<Mutex<Vec<String>>>,
-    thread: std::thread::JoinHandle<usize>,
+/// What [`watch_decreases`] saw: scrapes, the last one's samples, and every decrease.
+#[derive(Default)]
+struct Decreases {
+    scrapes: usize,
+    last: BTreeMap<String, u128>,
+    seen: Vec<String>,
 }
 
-impl DecreaseWatcher {
-    fn start(addr: SocketAddr) -> DecreaseWatcher {
-        let done = Arc::new(AtomicBool::new(false));
-        let decreases = Arc::new(Mutex::new(Vec::<String>::new()));
-        let thread = {
-            let (done, decreases) = (done.clone(), decreases.clone());
-            std::thread::spawn(move || {
-                let mut last: BTreeMap<String, u128> = BTreeMap::new();
-                let mut scrapes = 0;
-                while !done.load(Ordering::Relaxed) {
-                    let now = exact_samples(&http_get(addr, "/metrics").1);
-                    for (k, v) in &now {
-                        let counter = k.split('{').next().unwrap_or("").ends_with("_total");
-                        if counter && last.get(k).is_some_and(|old| v < old) {
-                            decreases
-                                .lock()
-                                .unwrap()
-                                .push(format!("{k}: {} -> {v}", last[k]));
-                        }
-                    }
-                    last = now;
-                    scrapes += 1;
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                scrapes
-            })
-        };
-        DecreaseWatcher {
-            done,
-            decreases,
-            thread,
+/// Scrapes `/metrics` every 100 ms on its own thread and records every counter series that
+/// went down from one scrape to the next (read at integer precision).
+fn watch_decreases(addr: SocketAddr) -> BackgroundScrapes<Decreases> {
+    BackgroundScrapes::start(addr, Decreases::default(), |d, body| {
+        let now = exact_samples(body);
+        for (k, v) in &now {
+            let counter = k.split('{').next().unwrap_or("").ends_with("_total");
+            if counter && d.last.get(k).is_some_and(|old| v < old) {
+                d.seen.push(format!("{k}: {} -> {v}", d.last[k]));
+            }
         }
-    }
-
-    /// Stops the scrapes: (how many, the decreases seen).
-    fn stop(self) -> (usize, Vec<String>) {
-        self.done.store(true, Ordering::Relaxed);
-        let scrapes = self.thread.join().unwrap();
-        let decreases = self.decreases.lock().unwrap().clone();
-        (scrapes, decreases)
-    }
+        d.last = now;
+        d.scrapes += 1;
+    })
 }
 
 /// What the exporter must count of the records sent.
@@ -184,7 +155,7 @@ fn lying_counters_never_make_a_counter_go_backwards() {
     let mut exporter = Exporter::start(&["--stdin", "on", "--listen", "netflow://127.0.0.1:0"]);
     let target = exporter.udp_addr();
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let watcher = DecreaseWatcher::start(exporter.addr);
+    let watcher = watch_decreases(exporter.addr);
     sock.send_to(&v9(0, &[set(0, &template(300, WIDE))]), target)
         .unwrap();
     sock.send_to(&ipfix(0, &[set(2, &template(300, WIDE))]), target)
@@ -197,7 +168,11 @@ fn lying_counters_never_make_a_counter_go_backwards() {
             && m.get("goflow_stdin_lines_total") == Some(&((rounds * LIES.len()) as f64))
     });
     std::thread::sleep(Duration::from_millis(300));
-    let (scrapes, decreases) = watcher.stop();
+    let Decreases {
+        scrapes,
+        seen: decreases,
+        ..
+    } = watcher.stop();
     assert!(
         decreases.is_empty(),
         "counters went backwards: {decreases:#?}"
